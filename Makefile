@@ -1,0 +1,50 @@
+# Embeddings, Reproduced. `make book` and `make test` are the whole set-up (see README.md).
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+EMB     := $(VENV)/bin/embrepro
+JOBS    ?= 1
+SMOKE_BUILD := _build/smoke
+
+.PHONY: help env book test unit smoke smoke-book pages serve clean clean-all
+
+help:
+	@echo "make book   run every chapter at the book profile (cached) and build the HTML book"
+	@echo "make test   unit tests, every chapter at the smoke profile, a book build and a browser check"
+	@echo "make serve  serve the built book on http://127.0.0.1:8000"
+	@echo "make clean  remove builds and runs (keeps the environment and downloads)"
+
+# The environment: created once, re-installed when pyproject.toml changes.
+env: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+book: env
+	$(EMB) run --profile book --jobs $(JOBS)
+	$(EMB) book --profile book
+	@echo "The book is in _build/html/index.html (make serve to browse it)."
+
+test: unit smoke smoke-book pages
+
+unit: env
+	$(PY) -m pytest -q
+
+smoke: env
+	$(EMB) run --profile smoke --jobs $(JOBS)
+
+smoke-book: env
+	$(EMB) book --profile smoke --path-output $(SMOKE_BUILD)
+
+pages: env
+	$(EMB) check-pages $(SMOKE_BUILD)/_build/html
+
+serve:
+	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000
+
+clean:
+	rm -rf _build _runs book/chapters book/generated
+
+clean-all: clean
+	rm -rf $(VENV) .cache

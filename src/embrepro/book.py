@@ -1,0 +1,187 @@
+"""Assembling the book from runs: chapter pages, the scorecard, the run report, the data page.
+
+``assemble(profile)`` copies each chapter's newest executed notebook at that profile into
+``book/chapters/`` and writes the generated pages into ``book/generated/``; ``build()`` runs
+Jupyter Book (execution off: papermill already executed everything; warnings are errors).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from embrepro.paths import project_root
+from embrepro.runner import PROFILES, ChapterSpec, discover, latest_run
+
+VERDICT_MARK = {
+    "reproduced": "✅ reproduced",
+    "partly reproduced": "🟡 partly reproduced",
+    "not reproduced": "❌ not reproduced",
+    "inconclusive": "⚪ inconclusive",
+    "not assessed (smoke)": "· not assessed (smoke)",
+}
+
+
+class BookError(RuntimeError):
+    pass
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _results(chapters: dict[str, ChapterSpec], profile: str) -> dict[str, dict]:
+    found = {}
+    for name in chapters:
+        folder = latest_run(name, profile)
+        if folder is not None:
+            found[name] = json.loads((folder / "result.json").read_text())
+    return found
+
+
+def recorded_results(root: Path | None = None) -> dict[tuple[str, str], dict]:
+    """Runs kept under ``results/<chapter>/<profile>.json`` (e.g. paper-profile runs on a GPU)."""
+    root = root or project_root()
+    out = {}
+    for path in sorted((root / "results").glob("*/*.json")):
+        if path.stem in PROFILES:
+            out[(path.parent.name, path.stem)] = json.loads(path.read_text())
+    return out
+
+
+def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str) -> str:
+    results = _results(chapters, profile)
+    recorded = recorded_results()
+    lines = [
+        "# Scorecard",
+        "",
+        "Every claim the book tests, with the paper's value, what this book measured and the",
+        "verdict the chapter's code computed from it. Evidence labels: **[V]** read in the primary",
+        "source, **[S]** second-hand, **[U]** unverified (see {doc}`../intro`).",
+        "",
+        f"Live runs on this page are at the **{profile}** profile.",
+        "",
+    ]
+    counts: dict[str, int] = {}
+    for name, spec in chapters.items():
+        result = results.get(name)
+        lines += [f"## {spec.title}", ""]
+        if result is None:
+            lines += [f"*No {profile}-profile run of this chapter yet.*", ""]
+            continue
+        lines += [f"Chapter: {{doc}}`../chapters/{name}`", "",
+                  "| claim | paper | evidence | measured here | verdict |",
+                  "|---|---|---|---|---|"]
+        for c in result["claims"]:
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+            lines.append(f"| {_cell(c['statement'])} | {_cell(c['paper_value'])} | [{c['evidence']}] "
+                         f"{_cell(c['source'])} | {_cell(c['measured'])} | "
+                         f"{VERDICT_MARK.get(c['verdict'], c['verdict'])} |")
+        lines.append("")
+        for (chapter, rec_profile), rec in recorded.items():
+            if chapter == name and rec_profile != profile:
+                lines += [f"Recorded **{rec_profile}**-profile run ({rec.get('finished', '?')}, "
+                          f"device {rec.get('device', '?')}):", "",
+                          "| claim | measured | verdict |", "|---|---|---|"]
+                lines += [f"| {_cell(c['statement'])} | {_cell(c['measured'])} | "
+                          f"{VERDICT_MARK.get(c['verdict'], c['verdict'])} |" for c in rec["claims"]]
+                lines.append("")
+    summary = ", ".join(f"{VERDICT_MARK.get(v, v)}: {n}" for v, n in sorted(counts.items()))
+    lines[8:8] = [f"**In all:** {summary or 'no claims yet'}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
+    lines = [
+        "# Run report",
+        "",
+        "Measured cost of the newest run of each chapter at each profile, as recorded by the runner",
+        "in the run's `result.json`. *Runtime* is the runner's wall time for the whole run;",
+        "*notebook* is the time from the chapter's first cell to its last; the difference is the",
+        "runner's overhead (kernel start, papermill, writing the run folder).",
+        "",
+        "| chapter | profile | runtime (s) | notebook (s) | overhead (s) | peak memory (MB) | threads | device | finished |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in chapters:
+        for profile in PROFILES:
+            folder = latest_run(name, profile)
+            if folder is None:
+                continue
+            r = json.loads((folder / "result.json").read_text())
+            overhead = r["runtime_s"] - r["notebook_runtime_s"]
+            lines.append(f"| {name} | {profile} | {r['runtime_s']:.1f} | {r['notebook_runtime_s']:.1f} | "
+                         f"{overhead:.1f} | {r['peak_memory_mb']:.0f} | {r['threads']} | {r['device']} | "
+                         f"{r['finished']} |")
+    for (chapter, profile), r in recorded_results().items():
+        lines.append(f"| {chapter} | {profile} (recorded) | {r['runtime_s']:.1f} | {r['notebook_runtime_s']:.1f} | "
+                     f"{r['runtime_s'] - r['notebook_runtime_s']:.1f} | {r['peak_memory_mb']:.0f} | "
+                     f"{r['threads']} | {r['device']} | {r['finished']} |")
+    return "\n".join(lines) + "\n"
+
+
+def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
+    from embrepro.data import manifest
+
+    m = manifest()
+    used: dict[str, list[str]] = {}
+    for name, spec in chapters.items():
+        for ds in spec.data:
+            used.setdefault(ds, []).append(name)
+    lines = [
+        "# Data and licences",
+        "",
+        "Every data set the book can load is listed in `data/manifest.yml` with its files, sha256",
+        "checksums, source and licence. The book never redistributes the files: they are read from a",
+        "local mirror or downloaded from their public source and checked against the manifest.",
+        "Several data sets are for **non-commercial research use only** (SICK, SciFact, MRPC among them);",
+        "respect each one's terms.",
+        "",
+        "| data set | used by | licence | cite |",
+        "|---|---|---|---|",
+    ]
+    for name, ds in sorted(m.datasets.items(), key=lambda kv: (kv[0] not in used, kv[0])):
+        users = ", ".join(f"{{doc}}`../chapters/{c}`" for c in used.get(name, [])) or "—"
+        lines.append(f"| **{_cell(ds.title)}** (`{name}`, {len(ds.files)} files) | {users} | "
+                     f"{_cell(ds.licence)} | {_cell(ds.citation)} |")
+    return "\n".join(lines) + "\n"
+
+
+def assemble(profile: str = "book", root: Path | None = None) -> list[str]:
+    """Copy executed chapters and write generated pages. Returns the chapters included."""
+    root = root or project_root()
+    chapters = discover(root)
+    missing = [name for name in chapters if latest_run(name, profile) is None]
+    if missing:
+        raise BookError(
+            f"no {profile}-profile run of: {', '.join(missing)}. "
+            f"Run `embrepro run --profile {profile}` first (make book does both).")
+    out = root / "book" / "chapters"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in chapters:
+        shutil.copyfile(latest_run(name, profile) / f"{name}.ipynb", out / f"{name}.ipynb")
+    generated = root / "book" / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    (generated / "scorecard.md").write_text(scorecard_markdown(chapters, profile))
+    (generated / "run-report.md").write_text(run_report_markdown(chapters))
+    (generated / "data.md").write_text(data_markdown(chapters))
+    return list(chapters)
+
+
+def build(root: Path | None = None, path_output: str | None = None) -> Path:
+    """Jupyter Book build into ``<path_output or root>/_build/html``; Sphinx warnings are errors."""
+    root = root or project_root()
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--warningiserror",
+           "--nitpick", "--keep-going"]
+    if path_output:
+        cmd += ["--path-output", str(path_output)]
+    done = subprocess.run(cmd, cwd=root)
+    if done.returncode != 0:
+        raise BookError(f"the book build failed (exit {done.returncode}); see the warnings above")
+    return Path(path_output or root) / "_build" / "html"

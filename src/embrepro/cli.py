@@ -1,0 +1,156 @@
+"""The ``embrepro`` command line.
+
+    embrepro list
+    embrepro run [CHAPTER ...] [--profile P] [-p NAME=VALUE ...] [--jobs N] [--force]
+    embrepro book [--profile P] [--no-build]
+    embrepro scorecard [--profile P]
+    embrepro record CHAPTER [--profile P]
+    embrepro check-pages [HTML_DIR]
+
+Exit status: 0 on success, 1 when a chapter or the build failed, 2 for bad input (an unknown
+chapter, parameter or profile, or a value of the wrong type), reported before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+
+from embrepro.runner import PROFILES, ParameterError
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ParameterError(f"-p takes NAME=VALUE, got {pair!r}")
+        name, value = pair.split("=", 1)
+        out[name.strip()] = value
+    return out
+
+
+def _cmd_list(args) -> int:
+    from embrepro.runner import discover, latest_run
+
+    for name, spec in discover().items():
+        runs = [p for p in PROFILES if latest_run(name, p) is not None]
+        print(f"{name:24s} {spec.title}  [runs: {', '.join(runs) or 'none'}]")
+        print(f"{'':24s} parameters: {', '.join(f'{k}={v!r}' for k, v in spec.defaults.items())}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from embrepro.runner import Runner, main_exit_code
+
+    runner = Runner()
+    outcomes = runner.run(args.chapters or None, profile=args.profile, overrides=_overrides(args.param),
+                          jobs=args.jobs, force=args.force)
+    print()
+    for o in outcomes:
+        print(f"{o.status:7s} {o.chapter:24s} {o.profile:6s} {o.seconds:8.1f} s  {o.folder}")
+        if o.message:
+            print(f"        {o.message}")
+    return main_exit_code(outcomes)
+
+
+def _cmd_book(args) -> int:
+    from embrepro.book import assemble, build
+
+    chapters = assemble(args.profile)
+    print(f"assembled {len(chapters)} chapters at the {args.profile} profile")
+    if not args.no_build:
+        html = build(path_output=args.path_output)
+        print(f"built {html / 'index.html'}")
+    return 0
+
+
+def _cmd_scorecard(args) -> int:
+    from embrepro.book import _results
+    from embrepro.runner import discover
+
+    for name, result in _results(discover(), args.profile).items():
+        for c in result["claims"]:
+            print(f"{name:16s} {c['verdict']:22s} {c['statement']}  (paper {c['paper_value']}; here {c['measured']})")
+    return 0
+
+
+def _cmd_record(args) -> int:
+    from embrepro.paths import project_root
+    from embrepro.runner import latest_run
+
+    folder = latest_run(args.chapter, args.profile)
+    if folder is None:
+        raise ParameterError(f"no {args.profile}-profile run of {args.chapter} to record")
+    target = project_root() / "results" / args.chapter / f"{args.profile}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(folder / "result.json", target)
+    print(f"recorded {folder.name} as {target}")
+    return 0
+
+
+def _cmd_check_pages(args) -> int:
+    from embrepro.pagecheck import check_site
+
+    return 0 if check_site(args.html_dir) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embrepro", description="Embeddings, Reproduced: run and build the book.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list the chapters, their parameters and runs").set_defaults(func=_cmd_list)
+
+    run = sub.add_parser("run", help="run chapters through papermill (cached by content)")
+    run.add_argument("chapters", nargs="*", help="chapter names (default: all)")
+    run.add_argument("--profile", default="book", choices=PROFILES)
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a parameter of the notebook's parameters cell")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="chapters to run at once (cores are shared)")
+    run.add_argument("--force", action="store_true", help="run even when a cached result exists")
+    run.set_defaults(func=_cmd_run)
+
+    book = sub.add_parser("book", help="assemble the executed chapters and build the HTML book")
+    book.add_argument("--profile", default="book", choices=PROFILES)
+    book.add_argument("--no-build", action="store_true", help="only copy chapters and write generated pages")
+    book.add_argument("--path-output", default=None, help="build under this folder instead of the project's _build")
+    book.set_defaults(func=_cmd_book)
+
+    card = sub.add_parser("scorecard", help="print every claim's verdict")
+    card.add_argument("--profile", default="book", choices=PROFILES)
+    card.set_defaults(func=_cmd_scorecard)
+
+    record = sub.add_parser("record", help="keep a run's result.json under results/")
+    record.add_argument("chapter")
+    record.add_argument("--profile", default="paper", choices=PROFILES)
+    record.set_defaults(func=_cmd_record)
+
+    check = sub.add_parser("check-pages", help="open the built pages in headless Chromium and check them")
+    check.add_argument("html_dir", nargs="?", default="_build/html")
+    check.set_defaults(func=_cmd_check_pages)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParameterError as exc:
+        print(f"embrepro: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("embrepro: interrupted; finished runs are kept, the interrupted one is not cached", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback for known failures
+        from embrepro.book import BookError
+        from embrepro.data import DataError
+
+        if isinstance(exc, (BookError, DataError)):
+            print(f"embrepro: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
