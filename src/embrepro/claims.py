@@ -265,5 +265,7 @@ def recorded_runs(chapter: str):
             "cores": r.get("cpu_count"),
             "recorded": r.get("finished", ""),
         })
+    if not rows:
+        print(f"No recorded runs of {chapter} yet (embrepro record {chapter} --profile P adds one).")
     order = {"smoke": 0, "book": 1, "paper": 2}
     return pd.DataFrame(rows).sort_values("profile", key=lambda s: s.map(order)) if rows else pd.DataFrame(rows)

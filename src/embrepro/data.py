@@ -355,20 +355,28 @@ def analogy_file(name: str = "google") -> Path:
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n")
-CORPUS_FORMAT = 1  # bump when the tokenisation below changes: cached corpus files are rebuilt
+CORPUS_FORMAT = 2  # bump when the tokenisation below changes: cached corpus files are rebuilt
+
+
+_PG_START = re.compile(r"^\*\*\*\s*START OF (?:THE|THIS) PROJECT GUTENBERG[^\n]*$"
+                       r"|^\*END\*?\s*THE SMALL PRINT[^\n]*$", re.IGNORECASE | re.MULTILINE)
+_PG_END = re.compile(r"^\*\*\*\s*END OF (?:THE|THIS) PROJECT GUTENBERG"
+                     r"|^\s*End of (?:the |this )?Project Gutenberg", re.IGNORECASE | re.MULTILINE)
 
 
 def strip_gutenberg_boilerplate(text: str) -> str:
-    """Drop the Project Gutenberg licence header and footer around the book's own text."""
-    start = text.find("*** START OF")
-    if start >= 0:
-        text = text[text.find("\n", start) + 1:]
-    end = text.find("*** END OF")
-    if end >= 0:
-        text = text[:end]
-    end = text.find("End of the Project Gutenberg")
-    if end >= 0:
-        text = text[:end]
+    """Drop the Project Gutenberg licence header and footer around the book's own text.
+
+    Handles the modern markers (``*** START OF THE PROJECT GUTENBERG EBOOK ...``, with or without
+    the space after the asterisks) and the 1990s ones (``*END*THE SMALL PRINT! ...`` and
+    ``End of the Project Gutenberg Etext``).
+    """
+    start = _PG_START.search(text)
+    if start:
+        text = text[start.end():]
+    end = _PG_END.search(text)
+    if end:
+        text = text[:end.start()]
     return text
 
 

@@ -20,8 +20,8 @@ def seed_bars(data, x: str, y: str, hue: str | None = None, ax=None, title: str 
 
     ax = ax or plt.gca()
     sns.barplot(data=data, x=x, y=y, hue=hue, errorbar=("pi", 100), capsize=0.15, ax=ax, alpha=0.85)
-    sns.stripplot(data=data, x=x, y=y, hue=hue, dodge=hue is not None, color="black", size=3,
-                  ax=ax, legend=False)
+    sns.stripplot(data=data, x=x, y=y, hue=hue, dodge=hue is not None, size=3, ax=ax, legend=False,
+                  **({"palette": "dark:black"} if hue else {"color": "black"}))
     ax.set_title(title)
     ax.set_ylabel(ylabel or y)
     ax.set_xlabel("")

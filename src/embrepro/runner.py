@@ -38,7 +38,8 @@ import platform
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -360,8 +361,14 @@ class Runner:
             if jobs == 1 or len(wave) == 1:
                 results = [one(n) for n in wave]
             else:
-                with ThreadPoolExecutor(max_workers=jobs) as pool:
-                    results = list(pool.map(one, wave))
+                # One process per concurrent chapter: papermill's kernel clients are not safe to
+                # drive from several threads of one process.
+                context = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                    futures = [pool.submit(_run_one_in_process, self.chapters, name, profile,
+                                           overrides if name in names else {}, outcomes,
+                                           force and name in names) for name in wave]
+                    results = [f.result() for f in futures]
             for outcome in results:
                 outcomes[outcome.chapter] = outcome
             failed = [o for o in results if o.status == "failed"]
@@ -422,7 +429,7 @@ class Runner:
             if missing:
                 raise RuntimeError(f"the notebook did not write its artefacts: {', '.join(missing)}")
         except BaseException as exc:  # keep the executed notebook of any failure or interruption
-            failed = folder.parent / f"failed-{profile}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{key[:8]}"
+            failed = folder.parent / f"failed-{profile}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{key[:8]}"
             os.replace(work, failed)
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 self.log(f"[{spec.name}:{profile}] interrupted; partial notebook kept in {failed}")
@@ -463,6 +470,11 @@ class Runner:
         tmp = pointer.with_name(pointer.name + f".tmp{os.getpid()}")
         tmp.write_text(json.dumps({"folder": folder.name}))
         os.replace(tmp, pointer)
+
+
+def _run_one_in_process(chapters, name, profile, overrides, done, force):
+    runner = Runner(chapters, log=lambda line: print(line, flush=True))
+    return runner.run_one(name, profile, overrides, done, force)
 
 
 def main_exit_code(outcomes: list[RunOutcome]) -> int:
