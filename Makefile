@@ -35,6 +35,7 @@ smoke: env
 	$(EMB) run --profile smoke --jobs $(JOBS)
 
 smoke-book: env
+	rm -rf $(SMOKE_BUILD)
 	$(EMB) book --profile smoke --path-output $(SMOKE_BUILD)
 
 pages: env

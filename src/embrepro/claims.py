@@ -189,13 +189,14 @@ class Chapter:
         import pandas as pd
 
         rows = [{
+            "id": c.id,
             "claim": c.statement,
             "paper": c.paper_value,
             "evidence": f"[{c.evidence}] {c.source}",
             "measured here": c.measured or "",
             "verdict": c.verdict or "(not decided)",
         } for c in self.claims.values()]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).set_index("id")
 
     def cost(self) -> dict:
         """Runtime so far and peak memory, for the chapter's Cost section."""

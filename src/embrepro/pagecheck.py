@@ -70,7 +70,8 @@ def _serve(folder: Path):
 
 def pages_of(html_dir: Path) -> list[Path]:
     return sorted(p for p in html_dir.rglob("*.html")
-                  if p.name not in SKIP_PAGES and not any(part.startswith("_") for part in p.relative_to(html_dir).parts))
+                  if p.name not in SKIP_PAGES
+                  and not any(part.startswith(("_", ".")) for part in p.relative_to(html_dir).parts))
 
 
 def _anchor_exists(file: Path, fragment: str) -> bool:
@@ -83,7 +84,15 @@ def check_page(page, url: str, rel: str, html_dir: Path, base: str, shots: Path)
     response = page.goto(url, wait_until="load")
     if response is None or not response.ok:
         return [f"page did not load ({response.status if response else 'no response'})"]
-    info = page.evaluate(_PAGE_SCRIPT)
+    for attempt in range(5):  # a redirect page (index.html) navigates away: check where it lands
+        try:
+            page.wait_for_load_state("load")
+            info = page.evaluate(_PAGE_SCRIPT)
+            break
+        except Exception:  # noqa: BLE001 - playwright raises a plain Error mid-navigation
+            if attempt == 4:
+                raise
+            page.wait_for_timeout(300)
     page.screenshot(path=str(shots / (rel.replace("/", "__") + ".png")), full_page=True)
     for src in info["brokenImages"]:
         problems.append(f"image does not load: {src}")

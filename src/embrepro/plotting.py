@@ -4,10 +4,13 @@ from __future__ import annotations
 
 
 def setup() -> None:
-    """Seaborn's white-grid theme at a size that stays readable when the page is printed."""
+    """Seaborn's white-grid theme at a size that stays readable in print; tables shown in full."""
     import matplotlib.pyplot as plt
+    import pandas as pd
     import seaborn as sns
 
+    pd.set_option("display.max_colwidth", 400)
+    pd.set_option("display.precision", 2)
     sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "figure.figsize": (7.5, 4.2),
                          "axes.titleweight": "bold"})
