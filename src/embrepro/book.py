@@ -82,7 +82,7 @@ def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str) -> str:
                          f"{VERDICT_MARK.get(c['verdict'], c['verdict'])} |")
         lines.append("")
         for (chapter, rec_profile), rec in recorded.items():
-            if chapter == name and rec_profile != profile:
+            if chapter == name and rec_profile == "paper" and rec_profile != profile:
                 lines += [f"Recorded **{rec_profile}**-profile run ({rec.get('finished', '?')}, "
                           f"device {rec.get('device', '?')}):", "",
                           "| claim | measured | verdict |", "|---|---|---|"]

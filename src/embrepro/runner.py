@@ -223,11 +223,18 @@ def _notebook_fingerprint(path: Path) -> str:
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
+# Modules that only present results; they cannot change what a notebook computes.
+PRESENTATION_MODULES = {"book.py", "cli.py", "pagecheck.py"}
+
+
 def package_fingerprint() -> str:
-    """A hash of the helper package's source: any change to ``src/embrepro`` re-runs chapters."""
+    """A hash of the helper package's source (all but the presentation modules): a change
+    re-runs the chapters."""
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*.py")):
+        if path.name in PRESENTATION_MODULES:
+            continue
         digest.update(path.relative_to(package).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

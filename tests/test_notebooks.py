@@ -1,0 +1,46 @@
+"""Every chapter notebook meets the structural part of the chapter contract."""
+
+import json
+
+import pytest
+
+from embrepro.data import manifest
+from embrepro.runner import discover
+
+CHAPTERS = discover()
+SECTIONS = ["## Overview", "## Prerequisites", "## Parameters", "## Claims under test", "## Data",
+            "## Verdict", "## Cost", "## Exercises", "## References"]
+
+
+@pytest.mark.parametrize("name", sorted(CHAPTERS))
+def test_notebook_is_committed_without_outputs(name):
+    nb = json.loads(CHAPTERS[name].notebook.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, name
+
+
+@pytest.mark.parametrize("name", sorted(CHAPTERS))
+def test_notebook_has_the_contract_sections_in_order(name):
+    nb = json.loads(CHAPTERS[name].notebook.read_text())
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert markdown.lstrip().startswith("# "), "one # title first"
+    positions = [markdown.find(section) for section in SECTIONS]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(SECTIONS, positions) if p < 0]
+    assert positions == sorted(positions), "sections out of order"
+    assert "{cite:p}" in markdown and "{bibliography}" in markdown
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "chapter.decide(" in code and "chapter.save()" in code
+    assert "/work/" not in code and "shared/data" not in code, "data must come through embrepro.data"
+
+
+@pytest.mark.parametrize("name", sorted(CHAPTERS))
+def test_spec_declares_known_data_and_dependencies(name):
+    spec = CHAPTERS[name]
+    for entry in spec.data:
+        manifest().dataset(entry.split("/")[0])
+    for param, target in spec.needs.items():
+        dep, artefact = target.split("/", 1)
+        assert param in spec.defaults, f"{name} needs {target} as {param}, which is not a parameter"
+        assert artefact in CHAPTERS[dep].artefacts, f"{dep} does not declare {artefact}"
+    assert spec.profiles["smoke"], "a smoke profile must shrink the work"
