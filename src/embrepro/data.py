@@ -267,11 +267,15 @@ def load_sick(split: str = "all") -> SentencePairs:
     """SICK relatedness (Marelli et al. 2014), scores 1-5, from the SemEval-2014 Task 1 release.
 
     Splits: ``train`` 4,500, ``trial`` 500, ``test`` 4,927 pairs, or ``all`` 9,927 pairs; ``all`` is
-    what MTEB's SICK-R evaluates (and what its published scores refer to).
+    what MTEB's SICK-R evaluates (and what its published scores refer to). ``full`` is the
+    9,840-pair SICK release (SICK.txt), for comparison.
     """
-    if split not in (*SICK_SEMEVAL_FILES, "all"):
-        raise ValueError(f"SICK split must be one of train, trial, test, all, not {split!r}")
-    names = list(SICK_SEMEVAL_FILES.values()) if split == "all" else [SICK_SEMEVAL_FILES[split]]
+    if split not in (*SICK_SEMEVAL_FILES, "all", "full"):
+        raise ValueError(f"SICK split must be one of train, trial, test, all, full, not {split!r}")
+    if split == "full":  # the 9,840-pair SICK release, not the SemEval split
+        names = ["SICK.txt"]
+    else:
+        names = list(SICK_SEMEVAL_FILES.values()) if split == "all" else [SICK_SEMEVAL_FILES[split]]
     s1, s2, scores = [], [], []
     for name in names:
         with open(fetch("sick", name), encoding="utf-8") as fh:
