@@ -125,3 +125,19 @@ def test_parallel_jobs_run_independent_chapters(tiny_project):
 def test_unknown_chapter_is_refused(tiny_project):
     with pytest.raises(ParameterError, match="nope"):
         quiet_runner(tiny_project).run(["nope"], profile="book")
+
+
+def test_cache_key_follows_only_the_modules_a_notebook_imports():
+    from pathlib import Path
+
+    from embrepro.runner import _imported_modules, package_fingerprint
+
+    package = Path(runner_module.__file__).parent
+    source = "import numpy\nfrom embrepro import data, plotting\nfrom embrepro.claims import Chapter\nimport embrepro.models\n"
+    assert _imported_modules(source, package) == {"data", "plotting", "claims", "models"}
+    # evaluation imports data; so a notebook importing evaluation depends on data as well
+    assert "data" in _imported_modules((package / "evaluation.py").read_text(), package)
+    only_claims = package_fingerprint("from embrepro.claims import Chapter")
+    assert only_claims == package_fingerprint("from embrepro.claims import verdict_greater")
+    assert only_claims != package_fingerprint("from embrepro.claims import Chapter\nfrom embrepro import retrieval")
+    assert package_fingerprint() != only_claims  # no source: the whole package

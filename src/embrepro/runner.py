@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -223,20 +224,45 @@ def _notebook_fingerprint(path: Path) -> str:
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
-# Modules that only present results; they cannot change what a notebook computes.
-PRESENTATION_MODULES = {"book.py", "cli.py", "pagecheck.py"}
+_EMBREPRO_IMPORT = re.compile(r"^\s*(?:from\s+embrepro(?:\.(\w+))?\s+import\s+([\w, ()]+)|import\s+embrepro\.(\w+))",
+                              re.MULTILINE)
 
 
-def package_fingerprint() -> str:
-    """A hash of the helper package's source (all but the presentation modules): a change
-    re-runs the chapters."""
-    digest = hashlib.sha256()
+def _imported_modules(source: str, package: Path) -> set[str]:
+    """Names of the embrepro modules a piece of source imports (``from embrepro import data``,
+    ``from embrepro.claims import ...``, ``import embrepro.models``)."""
+    found = set()
+    for submodule, names, plain in _EMBREPRO_IMPORT.findall(source):
+        if submodule or plain:
+            found.add(submodule or plain)
+        else:  # from embrepro import a, b
+            found.update(n.strip() for n in names.replace("(", "").replace(")", "").split(",")
+                         if (package / f"{n.strip()}.py").exists())
+    return found
+
+
+def package_fingerprint(notebook_source: str | None = None) -> str:
+    """A hash of the helper-package source a chapter depends on.
+
+    With ``notebook_source``, only the modules the notebook imports, followed through their own
+    ``embrepro`` imports, plus ``runner.py``, ``paths.py`` and ``__init__.py``; without it, every
+    module. Editing a module re-runs only the chapters that use it.
+    """
     package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        if path.name in PRESENTATION_MODULES:
-            continue
-        digest.update(path.relative_to(package).as_posix().encode())
-        digest.update(path.read_bytes())
+    if notebook_source is None:
+        modules = {p.stem for p in package.glob("*.py")}
+    else:
+        modules, todo = {"runner", "paths", "__init__"}, _imported_modules(notebook_source, package)
+        while todo:
+            name = todo.pop()
+            if name in modules or not (package / f"{name}.py").exists():
+                continue
+            modules.add(name)
+            todo |= _imported_modules((package / f"{name}.py").read_text(), package)
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        digest.update(name.encode())
+        digest.update((package / f"{name}.py").read_bytes())
     return digest.hexdigest()
 
 
@@ -250,6 +276,11 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _notebook_code(path: Path) -> str:
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
 def cache_key(spec: ChapterSpec, params: dict, dependency_keys: dict[str, str]) -> str:
     from embrepro.data import dataset_fingerprints
 
@@ -257,7 +288,7 @@ def cache_key(spec: ChapterSpec, params: dict, dependency_keys: dict[str, str]) 
         "format": RUNNER_FORMAT,
         "notebook": _notebook_fingerprint(spec.notebook),
         "parameters": {k: v for k, v in sorted(params.items()) if k not in spec.needs},
-        "package": package_fingerprint(),
+        "package": package_fingerprint(_notebook_code(spec.notebook)),
         "data": dataset_fingerprints(spec.data),
         "needs": dependency_keys,
         "versions": library_versions(),
@@ -345,7 +376,8 @@ class Runner:
 
         for name in names:
             for entry in self.chapters[name].data:
-                dataset, _, only = entry.partition("/")
+                # a nested data set name ("beir/scifact") is a whole data set, not "data set/file"
+                dataset, _, only = (entry, "", "") if entry in manifest().datasets else entry.partition("/")
                 files = [only] if only else sorted(manifest().dataset(dataset).files)
                 for filename in files:
                     fetch(dataset, filename)
