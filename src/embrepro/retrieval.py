@@ -6,6 +6,9 @@
 * Metrics come from ``pytrec_eval`` (the TREC evaluation tool's Python binding): nDCG@k,
   recall@k and MRR, per query and averaged over the queries that have relevance judgements.
 * BM25 comes from ``bm25s``.
+* Hybrids of two runs: re-ranking one run's candidates with another's scores, score fusion
+  (min-max or z-score normalisation, weighted sum) and reciprocal-rank fusion; a paired bootstrap
+  over queries to compare two systems.
 * :class:`EmbeddingCache` stores encoded texts on disk, keyed by model, model revision and a hash
   of the texts, so that SciFact's 5,183 abstracts are encoded once for every chapter that needs
   them.
@@ -49,6 +52,18 @@ class RetrievalData:
         """Only the queries that have at least one relevant document."""
         queries = {q: t for q, t in self.queries.items() if any(r > 0 for r in self.qrels.get(q, {}).values())}
         return RetrievalData(self.name, self.corpus, queries, {q: self.qrels[q] for q in queries})
+
+    def subset(self, n_docs: int) -> "RetrievalData":
+        """The first ``n_docs`` documents, and the queries with a relevant document among them.
+
+        The qrels keep only those documents, so metrics on the subset are computed as if the
+        collection were just these documents (a quick, smaller test collection).
+        """
+        corpus = dict(list(self.corpus.items())[:n_docs])
+        qrels = {q: kept for q, rel in self.qrels.items()
+                 if (kept := {d: r for d, r in rel.items() if d in corpus}) and any(r > 0 for r in kept.values())}
+        queries = {q: t for q, t in self.queries.items() if q in qrels}
+        return RetrievalData(f"{self.name} (first {len(corpus):,} documents)", corpus, queries, qrels)
 
 
 def _read_jsonl(path) -> list[dict]:
@@ -130,22 +145,43 @@ def top_k(scores: np.ndarray, doc_ids: Sequence[str], query_ids: Sequence[str], 
 # BM25 and dense search
 # --------------------------------------------------------------------------------------------
 
-def bm25_run(data: RetrievalData, k: int = 100, k1: float = 0.9, b: float = 0.4) -> Run:
-    """BM25 (bm25s, English stop words, no stemming) over title + text; ``k`` best per query.
+class BM25Index:
+    """A bm25s index over a collection, searched with the same tokeniser (and stemmer) it was built with."""
 
-    k1 = 0.9 and b = 0.4 are Anserini's defaults, which BEIR's BM25 baseline used.
+    def __init__(self, data: RetrievalData, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None):
+        import bm25s
+
+        self.doc_ids, self.stemmer = data.doc_ids, stemmer
+        self.retriever = bm25s.BM25(k1=k1, b=b)
+        self.retriever.index(self._tokenize(data.doc_texts()), show_progress=False)
+
+    def _tokenize(self, texts: list[str]):
+        import bm25s
+
+        stem = None
+        if self.stemmer:
+            import snowballstemmer
+
+            stem = snowballstemmer.stemmer(self.stemmer)  # has stemWords(), as bm25s expects
+        return bm25s.tokenize(texts, stopwords="en", stemmer=stem, show_progress=False)
+
+    def search(self, queries: dict[str, str], k: int = 100) -> Run:
+        """The ``k`` best documents per query (documents that share no term with it are left out)."""
+        query_ids = list(queries)
+        results, scores = self.retriever.retrieve(self._tokenize([queries[q] for q in query_ids]),
+                                                  k=min(k, len(self.doc_ids)), show_progress=False,
+                                                  n_threads=int(os.environ.get("EMBREPRO_THREADS", "1")))
+        return {q: {self.doc_ids[int(j)]: float(s) for j, s in zip(results[i], scores[i]) if s > 0}
+                for i, q in enumerate(query_ids)}
+
+
+def bm25_run(data: RetrievalData, k: int = 100, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None) -> Run:
+    """BM25 (bm25s, English stop words) over title + text; ``k`` best per query.
+
+    k1 = 0.9 and b = 0.4 are Anserini's defaults, which BEIR's BM25 baseline used. ``stemmer`` names
+    a Snowball algorithm (``"porter"`` is close to Anserini's Porter stemmer); None: no stemming.
     """
-    import bm25s
-
-    doc_ids = data.doc_ids
-    retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(bm25s.tokenize(data.doc_texts(), stopwords="en", show_progress=False), show_progress=False)
-    query_ids = list(data.queries)
-    tokens = bm25s.tokenize([data.queries[q] for q in query_ids], stopwords="en", show_progress=False)
-    results, scores = retriever.retrieve(tokens, k=min(k, len(doc_ids)), show_progress=False,
-                                         n_threads=int(os.environ.get("EMBREPRO_THREADS", "1")))
-    return {q: {doc_ids[int(j)]: float(s) for j, s in zip(results[i], scores[i]) if s > 0}
-            for i, q in enumerate(query_ids)}
+    return BM25Index(data, k1=k1, b=b, stemmer=stemmer).search(data.queries, k)
 
 
 def dense_scores(query_emb: np.ndarray, doc_emb: np.ndarray) -> np.ndarray:
@@ -153,6 +189,126 @@ def dense_scores(query_emb: np.ndarray, doc_emb: np.ndarray) -> np.ndarray:
     q = query_emb / np.linalg.norm(query_emb, axis=1, keepdims=True).clip(1e-12)
     d = doc_emb / np.linalg.norm(doc_emb, axis=1, keepdims=True).clip(1e-12)
     return q @ d.T
+
+
+# --------------------------------------------------------------------------------------------
+# Hybrids: re-ranking, score fusion, reciprocal-rank fusion; paired comparison over queries
+# --------------------------------------------------------------------------------------------
+
+def _ordered(docs: dict[str, float]) -> tuple[list[str], np.ndarray]:
+    """Document ids and scores, best first (a stable sort: ties keep the run's order)."""
+    ids = list(docs)
+    scores = np.fromiter(docs.values(), dtype=float, count=len(ids))
+    order = np.argsort(-scores, kind="stable")
+    return [ids[j] for j in order], scores[order]
+
+
+def truncate(run: Run, k: int) -> Run:
+    """The ``k`` highest-scored documents of each query (ties keep the run's order)."""
+    out: Run = {}
+    for q, docs in run.items():
+        ids, scores = _ordered(docs)
+        out[q] = dict(zip(ids[:k], scores[:k].tolist()))
+    return out
+
+
+def rerank(candidates: Run, scores: np.ndarray, query_ids: Sequence[str], doc_ids: Sequence[str]) -> Run:
+    """Re-score each query's candidate documents with a (queries x documents) score matrix.
+
+    The candidate set is kept as it is: only the order changes (so recall at the candidate depth
+    cannot change either).
+    """
+    row = {q: i for i, q in enumerate(query_ids)}
+    col = {d: j for j, d in enumerate(doc_ids)}
+    return {q: {d: float(scores[row[q], col[d]]) for d in docs} for q, docs in candidates.items()}
+
+
+def _normalised(values: np.ndarray, method: str) -> np.ndarray:
+    if method == "minmax":
+        span = values.max() - values.min()
+        return (values - values.min()) / span if span > 0 else np.ones_like(values)
+    if method == "zscore":
+        sd = values.std()
+        return (values - values.mean()) / sd if sd > 0 else np.zeros_like(values)
+    raise ValueError(f"unknown normalisation {method!r}; use 'minmax' or 'zscore'")
+
+
+def normalise(run: Run, method: str = "minmax") -> Run:
+    """Per-query score normalisation: ``minmax`` maps to [0, 1]; ``zscore`` to mean 0, sd 1."""
+    _normalised(np.zeros(1), method)  # reject an unknown method even for an empty run
+    return {q: dict(zip(docs, _normalised(np.fromiter(docs.values(), dtype=float), method).tolist())) if docs else {}
+            for q, docs in run.items()}
+
+
+def fuse_scores(runs: Sequence[Run], weights: Sequence[float], method: str = "minmax") -> Run:
+    """Weighted sum of per-query normalised scores (a convex combination when weights sum to 1).
+
+    A document that one run did not retrieve for a query gets that run's lowest normalised score
+    for the query (0 after min-max): it is treated as ranked just below that run's list.
+    """
+    if len(runs) != len(weights):
+        raise ValueError(f"{len(runs)} runs but {len(weights)} weights")
+    _normalised(np.zeros(1), method)
+    fused: Run = {}
+    for q in dict.fromkeys(q for run in runs for q in run):  # union of queries, in a fixed order
+        lists = [run.get(q, {}) for run in runs]
+        docs = list(dict.fromkeys(d for lst in lists for d in lst))
+        position = {d: i for i, d in enumerate(docs)}
+        total = np.zeros(len(docs))
+        for weight, lst in zip(weights, lists):
+            if not lst:
+                continue
+            values = _normalised(np.fromiter(lst.values(), dtype=float, count=len(lst)), method)
+            column = np.full(len(docs), values.min())
+            column[[position[d] for d in lst]] = values
+            total += weight * column
+        fused[q] = dict(zip(docs, total.tolist()))
+    return fused
+
+
+def reciprocal_rank_fusion(runs: Sequence[Run], k: int = 60) -> Run:
+    """RRF (Cormack, Clarke and Buettcher 2009): score(d) = sum over runs of 1 / (k + rank of d).
+
+    Ranks start at 1; a run that did not retrieve ``d`` adds nothing. Only ranks matter, so
+    the runs' scores need no normalisation.
+    """
+    fused: Run = {}
+    for q in dict.fromkeys(q for run in runs for q in run):
+        lists = [run[q] for run in runs if run.get(q)]
+        docs = list(dict.fromkeys(d for lst in lists for d in lst))
+        position = {d: i for i, d in enumerate(docs)}
+        total = np.zeros(len(docs))
+        for lst in lists:
+            order = np.argsort(-np.fromiter(lst.values(), dtype=float, count=len(lst)), kind="stable")
+            ranks = np.empty(len(lst))
+            ranks[order] = np.arange(1, len(lst) + 1)
+            total[[position[d] for d in lst]] += 1.0 / (k + ranks)
+        fused[q] = dict(zip(docs, total.tolist()))
+    return fused
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 10000, seed: int = 0,
+                     confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean difference ``a - b`` over paired items (queries) and its percentile bootstrap interval.
+
+    Items are resampled with replacement, keeping each pair together: the interval says how much
+    the mean difference would move with another sample of queries. Returns (mean, low, high).
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equally long, non-empty 1-d samples, not {a.shape} and {b.shape}")
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(diff.mean()), float(low), float(high)
+
+
+def wins_losses(a: Sequence[float], b: Sequence[float], tol: float = 1e-9) -> tuple[int, int, int]:
+    """How many items ``a`` wins, loses and ties against ``b`` (per query, say)."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    return int((diff > tol).sum()), int((diff < -tol).sum()), int((np.abs(diff) <= tol).sum())
 
 
 # --------------------------------------------------------------------------------------------

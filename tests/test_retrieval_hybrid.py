@@ -1,0 +1,109 @@
+"""Hybrid retrieval helpers: subsets, re-ranking, score fusion, RRF, paired bootstrap."""
+
+import numpy as np
+import pytest
+
+from embrepro import retrieval
+
+
+def _toy() -> retrieval.RetrievalData:
+    corpus = {f"d{i}": {"title": "", "text": f"doc {i}"} for i in range(5)}
+    queries = {"q1": "a", "q2": "b", "q3": "c"}
+    qrels = {"q1": {"d0": 1, "d4": 1}, "q2": {"d3": 1}, "q3": {"d1": 0, "d2": 1}}
+    return retrieval.RetrievalData("toy", corpus, queries, qrels)
+
+
+def test_subset_keeps_only_queries_with_a_relevant_document_inside():
+    sub = _toy().subset(3)
+    assert sub.doc_ids == ["d0", "d1", "d2"]
+    assert sub.qrels == {"q1": {"d0": 1}, "q3": {"d1": 0, "d2": 1}}  # q2's only relevant doc is outside
+    assert list(sub.queries) == ["q1", "q3"]
+    assert "first 3 documents" in sub.name
+
+
+def test_subset_of_scifact_is_self_consistent():
+    data = retrieval.load_scifact()
+    sub = data.subset(300)
+    assert len(sub.corpus) == 300 and 0 < len(sub.queries) < len(data.queries)
+    assert all(d in sub.corpus for rel in sub.qrels.values() for d in rel)
+
+
+def test_rerank_keeps_the_candidates_and_reorders_them():
+    scores = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]])
+    run = retrieval.rerank({"a": {"x": 5.0, "z": 1.0}, "b": {"y": 2.0}}, scores, ["a", "b"], ["x", "y", "z"])
+    assert run == {"a": {"x": 0.1, "z": 0.5}, "b": {"y": 0.2}}
+
+
+def test_truncate_keeps_the_best():
+    assert retrieval.truncate({"q": {"a": 1.0, "b": 3.0, "c": 2.0}}, 2) == {"q": {"b": 3.0, "c": 2.0}}
+
+
+def test_normalise_minmax_and_zscore():
+    run = {"q": {"a": 2.0, "b": 4.0, "c": 6.0}, "empty": {}}
+    assert retrieval.normalise(run, "minmax")["q"] == {"a": 0.0, "b": 0.5, "c": 1.0}
+    z = retrieval.normalise(run, "zscore")["q"]
+    assert z["b"] == pytest.approx(0.0) and z["c"] == pytest.approx(np.sqrt(1.5))
+    assert retrieval.normalise({"q": {"a": 3.0}}, "minmax")["q"] == {"a": 1.0}  # a single document
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        retrieval.normalise(run, "rank")
+
+
+def test_score_fusion_by_hand():
+    sparse = {"q": {"a": 10.0, "b": 5.0, "c": 0.0}}
+    dense = {"q": {"b": 0.9, "c": 0.8, "d": 0.4}}
+    fused = retrieval.fuse_scores([sparse, dense], [0.5, 0.5])["q"]
+    # min-max: sparse a=1, b=0.5, c=0; dense b=1, c=0.8, d=0; missing -> 0
+    assert fused == pytest.approx({"a": 0.5, "b": 0.75, "c": 0.4, "d": 0.0})
+    only_dense = retrieval.fuse_scores([sparse, dense], [0.0, 1.0])["q"]
+    assert max(only_dense, key=only_dense.get) == "b"
+    with pytest.raises(ValueError):
+        retrieval.fuse_scores([sparse, dense], [1.0])
+
+
+def test_rrf_by_hand():
+    r1 = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    r2 = {"q": {"c": 0.9, "a": 0.5}}
+    fused = retrieval.reciprocal_rank_fusion([r1, r2], k=60)["q"]
+    assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused["b"] == pytest.approx(1 / 62)
+    assert fused["c"] == pytest.approx(1 / 63 + 1 / 61)
+    assert sorted(fused, key=fused.get, reverse=True) == ["a", "c", "b"]
+
+
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    b = rng.uniform(0, 100, 400)
+    a = b + 2.0 + rng.normal(0, 5, 400)
+    mean, low, high = retrieval.paired_bootstrap(a, b, n_boot=4000, seed=0)
+    assert low < mean < high and low > 0.5 and high < 3.5  # true difference 2, sd of the mean 0.25
+    assert retrieval.paired_bootstrap(a, b, n_boot=500, seed=3) == retrieval.paired_bootstrap(a, b, n_boot=500, seed=3)
+    assert retrieval.paired_bootstrap(b, b, n_boot=100) == (0.0, 0.0, 0.0)
+    # pairing matters: a shifted copy of b with the pairs kept has a tiny interval
+    _, low2, high2 = retrieval.paired_bootstrap(b + 1.0, b, n_boot=200)
+    assert low2 == pytest.approx(1.0) and high2 == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        retrieval.paired_bootstrap([1.0, 2.0], [1.0])
+
+
+def test_wins_losses():
+    assert retrieval.wins_losses([1, 2, 3, 4], [0, 2, 5, 1]) == (2, 1, 1)
+
+
+def test_stemming_changes_bm25_matching():
+    corpus = {"d1": {"title": "", "text": "the cells were running quickly"},
+              "d2": {"title": "", "text": "a quiet library of old books"}}
+    data = retrieval.RetrievalData("stem", corpus, {"q": "cell runs"}, {"q": {"d1": 1}})
+    assert retrieval.bm25_run(data, k=2) == {"q": {}}  # no shared surface form
+    stemmed = retrieval.bm25_run(data, k=2, stemmer="porter")
+    assert list(stemmed["q"]) == ["d1"]
+
+
+def test_fusion_when_one_run_lacks_a_query_and_zscore_floor():
+    sparse = {"q1": {"a": 1.0, "b": 3.0}, "q2": {"c": 2.0, "d": 1.0}}
+    dense = {"q1": {"a": 0.5, "e": 0.1}}
+    fused = retrieval.fuse_scores([sparse, dense], [0.5, 0.5], method="zscore")
+    assert fused["q2"] == pytest.approx({"c": 0.5, "d": -0.5})  # only the sparse run speaks for q2
+    # e is missing from the sparse run: it gets the sparse run's lowest z-score (-1) for q1
+    assert fused["q1"]["e"] == pytest.approx(0.5 * -1 + 0.5 * -1)
+    rrf = retrieval.reciprocal_rank_fusion([sparse, dense], k=1)
+    assert rrf["q2"] == pytest.approx({"c": 1 / 2, "d": 1 / 3})
