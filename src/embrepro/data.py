@@ -354,6 +354,378 @@ def analogy_file(name: str = "google") -> Path:
 
 
 # --------------------------------------------------------------------------------------------
+# Labelled documents: IMDB movie reviews
+# --------------------------------------------------------------------------------------------
+
+IMDB_FORMAT = 2  # bump when the IMDB tokenisation or cache format changes: the cached file is rebuilt
+_IMDB_MEMBER = re.compile(r"aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_IMDB_MEMO: dict[str, dict[str, "LabelledDocuments"]] = {}
+
+
+@dataclass
+class LabelledDocuments:
+    """Tokenised documents with a binary class label, in a fixed order.
+
+    ``labels`` are 1 (positive) or 0 (negative); ``ratings`` are the reviewers' stars out of 10
+    (IMDB: 1-4 negative, 7-10 positive); ``ids`` name the source file, e.g. ``train/pos/0_9``.
+    """
+
+    name: str
+    split: str
+    tokens: list[list[str]]
+    labels: list[int]
+    ratings: list[int]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> "LabelledDocuments":
+        """The documents at ``indices``, in that order."""
+        idx = [int(i) for i in indices]
+        return LabelledDocuments(self.name, self.split, [self.tokens[i] for i in idx],
+                                 [self.labels[i] for i in idx], [self.ratings[i] for i in idx],
+                                 [self.ids[i] for i in idx])
+
+    def balanced_sample(self, per_class: int | None, seed: int = 0) -> "LabelledDocuments":
+        """``per_class`` documents of each label drawn at random (``None``: all), in the original order."""
+        if per_class is None:
+            return self
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(self.labels)
+        chosen = []
+        for label in (1, 0):
+            pool = np.flatnonzero(labels == label)
+            if per_class > len(pool):
+                raise ValueError(f"{self.name} {self.split} has {len(pool)} documents of label {label}, "
+                                 f"fewer than the {per_class} asked for")
+            chosen.extend(rng.choice(pool, size=per_class, replace=False).tolist())
+        return self.subset(sorted(chosen))
+
+
+def tokenize_review(text: str) -> list[str]:
+    """Tokens of one IMDB review: HTML line breaks (``<br />``) removed, then :func:`tokenize`."""
+    return tokenize(_HTML_BREAK.sub(" ", text))
+
+
+def _imdb_token_file() -> Path:
+    """Both labelled IMDB splits tokenised, cached as arrays: a vocabulary and word ids per review.
+
+    Rebuilding the token lists from word ids shares one string object per distinct word, which
+    keeps the 11.5 million tokens in about 200 MB instead of over 1 GB.
+    """
+    import numpy as np
+
+    archive = fetch("imdb", "aclImdb_train_test.tar.gz")
+    target = cache_dir("derived") / f"imdb-v{IMDB_FORMAT}-{sha256_file(archive)[:12]}.npz"
+    if not target.exists():
+        rows = []
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                match = _IMDB_MEMBER.search(member.name)
+                if not (match and member.isfile()):
+                    continue
+                split, polarity, number, rating = match.groups()
+                text = tar.extractfile(member).read().decode("utf-8", errors="replace")
+                rows.append((split == "test", polarity == "pos", int(number), int(rating), tokenize_review(text)))
+        # Fixed order: train before test, positives before negatives, then the file number.
+        rows.sort(key=lambda r: (r[0], not r[1], r[2]))
+        vocabulary: dict[str, int] = {}
+        ids = [vocabulary.setdefault(word, len(vocabulary)) for row in rows for word in row[4]]
+        tmp = target.with_name(f"{target.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, vocabulary=np.array("\n".join(vocabulary)), ids=np.array(ids, dtype=np.int32),
+                 offsets=np.cumsum([0] + [len(row[4]) for row in rows]),
+                 is_test=np.array([r[0] for r in rows]), positive=np.array([r[1] for r in rows]),
+                 number=np.array([r[2] for r in rows]), rating=np.array([r[3] for r in rows]))
+        os.replace(tmp, target)
+    return target
+
+
+def load_imdb(split: str = "train") -> LabelledDocuments:
+    """IMDB movie reviews (Maas et al. 2011), labelled part: 25,000 train and 25,000 test reviews.
+
+    Each split holds 12,500 positive and 12,500 negative reviews, positives first, each group in
+    the order of the file numbers. The HTML line breaks (``<br />``) are removed, and the text is
+    tokenised like the rest of the book (:func:`tokenize`: lower-case words, punctuation and digits
+    dropped). The 50,000 unlabelled reviews of the original release are not in the mirror.
+    The result is shared within a process: do not modify it in place (``subset`` makes copies).
+    """
+    import numpy as np
+
+    if split not in ("train", "test"):
+        raise ValueError(f"IMDB split must be train or test, not {split!r}")
+    path = _imdb_token_file()
+    if path.name not in _IMDB_MEMO:
+        parts = {s: LabelledDocuments("IMDB", s, [], [], [], []) for s in ("train", "test")}
+        with np.load(path, allow_pickle=False) as arrays:
+            words = np.array(str(arrays["vocabulary"]).split("\n"), dtype=object)
+            ids, offsets = arrays["ids"], arrays["offsets"]
+            fields = zip(arrays["is_test"], arrays["positive"], arrays["number"], arrays["rating"])
+            for i, (is_test, positive, number, rating) in enumerate(fields):
+                s, polarity = ("test" if is_test else "train"), ("pos" if positive else "neg")
+                docs = parts[s]
+                docs.tokens.append(words[ids[offsets[i]:offsets[i + 1]]].tolist())
+                docs.labels.append(int(positive))
+                docs.ratings.append(int(rating))
+                docs.ids.append(f"{s}/{polarity}/{number}_{rating}")
+        _IMDB_MEMO.clear()
+        _IMDB_MEMO[path.name] = parts
+    return _IMDB_MEMO[path.name][split]
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic lexicons (retrofitting) and WordNet
+# --------------------------------------------------------------------------------------------
+
+RETROFIT_LEXICON_FILES = {"ppdb-xl": "ppdb-xl.txt", "framenet": "framenet.txt"}
+WORDNET_DATA_FILES = {"n": "dict/data.noun", "v": "dict/data.verb", "a": "dict/data.adj", "r": "dict/data.adv"}
+WORDNET_RELATIONS = {
+    "synonyms": (),
+    # the paper's "WordNet_all" (the repository's wordnet-synonyms+): synonyms, hypernyms, hyponyms
+    "synonyms+": ("@", "@i", "~", "~i"),
+}
+
+
+@dataclass
+class Lexicon:
+    """A semantic lexicon as word -> neighbours, the format of Faruqui et al.'s lexicon files.
+
+    On disk each line holds a word followed by its neighbours, separated by spaces. Here words are
+    lower-cased (as the official ``retrofit.py`` does), a word that heads several lines gets the
+    union of their neighbours (the official script keeps only its last line; ``duplicate_heads``
+    counts such words) and a word never lists itself (``self_links`` counts the dropped ones).
+    """
+
+    name: str
+    neighbours: dict[str, list[str]]
+    duplicate_heads: int = 0
+    self_links: int = 0
+
+    def __len__(self) -> int:
+        return len(self.neighbours)
+
+    @property
+    def n_edges(self) -> int:
+        return sum(len(v) for v in self.neighbours.values())
+
+    def vocabulary(self) -> set[str]:
+        """Every word the lexicon mentions, as a head or as a neighbour."""
+        words = set(self.neighbours)
+        for neighbours in self.neighbours.values():
+            words.update(neighbours)
+        return words
+
+
+def lexicon_from_lines(name: str, lines) -> Lexicon:
+    """A :class:`Lexicon` from lines of the form ``word neighbour neighbour ...``."""
+    merged: dict[str, dict[str, None]] = {}
+    seen_heads: set[str] = set()
+    duplicates: set[str] = set()
+    self_links = 0
+    for line in lines:
+        words = line.lower().split()
+        if not words:
+            continue
+        head, rest = words[0], words[1:]
+        if head in seen_heads:
+            duplicates.add(head)
+        seen_heads.add(head)
+        bucket = merged.setdefault(head, {})
+        for word in rest:
+            if word == head:
+                self_links += 1
+            else:
+                bucket[word] = None
+    return Lexicon(name, {h: list(n) for h, n in merged.items()}, len(duplicates), self_links)
+
+
+def load_retrofit_lexicon(name: str) -> Lexicon:
+    """PPDB-XL or FrameNet as released with the retrofitting code (``ppdb-xl``, ``framenet``).
+
+    PPDB-XL links paraphrases (102,902 lines); FrameNet links words that evoke the same frame
+    (10,822 lines). The WordNet lexicons are built from WordNet 3.0 by :func:`load_wordnet_lexicon`.
+    """
+    if name not in RETROFIT_LEXICON_FILES:
+        raise ValueError(f"Unknown retrofitting lexicon {name!r}; known: {', '.join(RETROFIT_LEXICON_FILES)} "
+                         "(WordNet: load_wordnet_lexicon)")
+    with open(fetch("retrofit_lexicons", RETROFIT_LEXICON_FILES[name]), encoding="utf-8") as fh:
+        return lexicon_from_lines(name, fh)
+
+
+@dataclass(frozen=True)
+class Synset:
+    """One WordNet 3.0 synset, as stored in ``dict/data.<pos>``.
+
+    ``pos`` is n, v, a or r (satellite adjectives, ``s`` in the file, are filed under a, as the
+    pointers address them); ``lemmas`` keep the database's spelling (case, underscores for
+    multi-word expressions), without the adjective position markers such as ``(a)``; ``pointers``
+    are ``(symbol, target pos, target offset)``, e.g. ``("@", "n", 1740)`` for a hypernym.
+    """
+
+    offset: int
+    pos: str
+    lemmas: tuple[str, ...]
+    pointers: tuple[tuple[str, str, int], ...]
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.pos, self.offset)
+
+
+_ADJ_MARKER = re.compile(r"\((?:a|p|ip)\)$")
+
+
+def parse_wordnet_data_line(line: str) -> Synset | None:
+    """One line of a WordNet ``data.*`` file as a :class:`Synset` (``None`` for licence lines)."""
+    if line.startswith("  ") or not line.strip():
+        return None
+    fields = line.split(" | ", 1)[0].split()
+    offset, ss_type = int(fields[0]), fields[2]
+    n_words = int(fields[3], 16)
+    lemmas = tuple(_ADJ_MARKER.sub("", w) for w in fields[4:4 + 2 * n_words:2])
+    at = 4 + 2 * n_words
+    n_pointers = int(fields[at])
+    pointers = []
+    for k in range(n_pointers):
+        symbol, target, target_pos, _ = fields[at + 1 + 4 * k:at + 5 + 4 * k]
+        pointers.append((symbol, "a" if target_pos == "s" else target_pos, int(target)))
+    return Synset(offset, "a" if ss_type == "s" else ss_type, lemmas, tuple(pointers))
+
+
+def load_wordnet_synsets(parts_of_speech: str = "nvar") -> dict[tuple[str, int], Synset]:
+    """WordNet 3.0 synsets keyed by ``(pos, offset)`` (117,659 for all four parts of speech)."""
+    synsets = {}
+    for pos in parts_of_speech:
+        if pos not in WORDNET_DATA_FILES:
+            raise ValueError(f"part of speech must be among n, v, a, r, not {pos!r}")
+        with open(fetch("wordnet", WORDNET_DATA_FILES[pos]), encoding="utf-8") as fh:
+            for line in fh:
+                synset = parse_wordnet_data_line(line)
+                if synset is not None:
+                    synsets[synset.key] = synset
+    return synsets
+
+
+def load_wordnet_lexicon(relations: str = "synonyms",
+                         synsets: dict[tuple[str, int], Synset] | None = None) -> Lexicon:
+    """A retrofitting lexicon regenerated from WordNet 3.0 (all parts of speech, lower-cased).
+
+    ``synonyms`` links every two lemmas that share a synset (the repository's
+    ``wordnet-synonyms.txt``); ``synonyms+`` also links each lemma to the lemmas of its synsets'
+    hypernyms and hyponyms, instance relations included (the paper's WordNet_all, the repository's
+    ``wordnet-synonyms+.txt``). Multi-word lemmas keep their underscores. Pass ``synsets`` (from
+    :func:`load_wordnet_synsets`) to build several lexicons from one parse.
+    """
+    if relations not in WORDNET_RELATIONS:
+        raise ValueError(f"relations must be one of {', '.join(WORDNET_RELATIONS)}, not {relations!r}")
+    followed = set(WORDNET_RELATIONS[relations])
+    synsets = synsets if synsets is not None else load_wordnet_synsets()
+    neighbours: dict[str, dict[str, None]] = {}
+    for synset in synsets.values():
+        lemmas = [w.lower() for w in synset.lemmas]
+        linked = list(lemmas)
+        for symbol, pos, offset in synset.pointers:
+            if symbol in followed:
+                linked.extend(w.lower() for w in synsets[(pos, offset)].lemmas)
+        for word in lemmas:
+            bucket = neighbours.setdefault(word, {})
+            for other in linked:
+                if other != word:
+                    bucket[other] = None
+    return Lexicon(f"wordnet-{relations}", {w: list(n) for w, n in neighbours.items()})
+
+
+# --------------------------------------------------------------------------------------------
+# Hierarchies: transitive closures of is-a relations (Poincaré embeddings)
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Hierarchy:
+    """A transitive closure of "is-a" pairs: node names and (child, ancestor) index pairs.
+
+    ``nodes`` are sorted names (WordNet synsets such as ``dog.n.01``); ``edges`` is an int64 array
+    of shape (pairs, 2) whose rows are (child index, ancestor index), one row per pair of the
+    closure (``dog.n.01`` -> ``canine.n.02`` and ``dog.n.01`` -> ``mammal.n.01`` are both there).
+    """
+
+    name: str
+    nodes: list[str]
+    edges: "np.ndarray"
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    def index(self, name: str) -> int:
+        if not hasattr(self, "_index"):
+            self._index = {n: i for i, n in enumerate(self.nodes)}
+        return self._index[name]
+
+    @classmethod
+    def from_pairs(cls, name: str, pairs) -> "Hierarchy":
+        import numpy as np
+
+        pairs = list(dict.fromkeys((str(c), str(p)) for c, p in pairs))
+        nodes = sorted({n for pair in pairs for n in pair})
+        at = {n: i for i, n in enumerate(nodes)}
+        edges = np.array([(at[c], at[p]) for c, p in pairs], dtype=np.int64).reshape(-1, 2)
+        return cls(name, nodes, edges)
+
+    def ancestors(self) -> dict[int, set[int]]:
+        """Node index -> the indices of all its ancestors."""
+        up: dict[int, set[int]] = {}
+        for c, p in self.edges.tolist():
+            up.setdefault(c, set()).add(p)
+        return up
+
+    def direct_edges(self) -> "np.ndarray":
+        """The transitive reduction: (child, parent) pairs with no other ancestor in between."""
+        import numpy as np
+
+        up = self.ancestors()
+        rows = []
+        for child, above in up.items():
+            implied = set().union(*(up.get(a, set()) for a in above))
+            rows.extend((child, p) for p in sorted(above - implied))
+        return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def load_mammal_closure() -> Hierarchy:
+    """The WordNet mammal closure of Nickel & Kiela (2017): 1,180 synsets, 6,540 pairs.
+
+    Read from ``mammal_closure.csv`` (columns id1 = hyponym, id2 = hypernym, weight = 1), the file
+    the official code's ``wordnet/transitive_closure.py`` writes; ``embrepro.wordnet`` regenerates
+    the same pairs from WordNet 3.0.
+    """
+    with open(fetch("poincare", "mammal_closure.csv"), encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return Hierarchy.from_pairs("WordNet mammals", ((r["id1"], r["id2"]) for r in rows))
+
+
+NOUN_CLOSURE_FORMAT = 1  # bump when embrepro.wordnet.noun_closure changes: the cached file is rebuilt
+
+
+def load_noun_closure() -> Hierarchy:
+    """The closure of all WordNet 3.0 nouns (82,115 synsets, 743,241 pairs), regenerated from the
+    ``wordnet`` data set by :func:`embrepro.wordnet.noun_closure` and cached as a TSV file."""
+    from embrepro import wordnet
+
+    key = hashlib.sha256(sha256_file(fetch("wordnet", "dict/data.noun")).encode()
+                         + sha256_file(fetch("wordnet", "dict/index.noun")).encode()).hexdigest()[:12]
+    target = cache_dir("derived") / f"noun-closure-v{NOUN_CLOSURE_FORMAT}-{key}.tsv"
+    if not target.exists():
+        _atomic_write_text(target, "".join(f"{c}\t{p}\n" for c, p in wordnet.noun_closure()))
+    with open(target, encoding="utf-8") as fh:
+        return Hierarchy.from_pairs("WordNet nouns", (line.rstrip("\n").split("\t") for line in fh))
+
+
+# --------------------------------------------------------------------------------------------
 # The Gutenberg corpus
 # --------------------------------------------------------------------------------------------
 
@@ -487,3 +859,64 @@ def gutenberg_corpus(max_tokens: int | None = None) -> CorpusFile:
     if not target.exists():
         _atomic_write_text(target, out.getvalue())
     return CorpusFile(target, kept_tokens, kept_sentences, len(index))
+
+
+@dataclass
+class GutenbergSentences:
+    """Sentences sampled from the Gutenberg corpus, with where each one comes from.
+
+    ``texts[i]`` is a tokenised sentence (lower case, words joined by spaces); ``book[i]`` and
+    ``author[i]`` index ``books`` and ``authors``; ``position[i]`` is the sentence's place in its
+    book, from 0 (first sentence) to 1 (last).
+    """
+
+    texts: list[str]
+    book: "np.ndarray"
+    author: "np.ndarray"
+    position: "np.ndarray"
+    books: list[str]
+    authors: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices) -> "GutenbergSentences":
+        idx = [int(i) for i in indices]
+        return GutenbergSentences([self.texts[i] for i in idx], self.book[idx], self.author[idx],
+                                  self.position[idx], self.books, self.authors)
+
+
+def gutenberg_sentences(n: int, seed: int = 0, min_tokens: int = 6, max_tokens: int = 40) -> GutenbergSentences:
+    """``n`` sentences drawn uniformly (without replacement) from the whole Gutenberg corpus.
+
+    Only sentences of ``min_tokens`` to ``max_tokens`` tokens are eligible (very short lines are
+    mostly headings, very long ones are slow to encode). The author of a book is the folder name
+    of its tar member (``gutenberg/<author>/<title>.txt``). The same arguments give the same
+    sentences, in corpus order.
+    """
+    import numpy as np
+
+    path, index = _full_gutenberg_corpus()
+    lengths = np.empty(sum(b["sentences"] for b in index), dtype=np.int32)
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            lengths[i] = line.count(" ") + 1
+    eligible = np.flatnonzero((lengths >= min_tokens) & (lengths <= max_tokens))
+    if n > len(eligible):
+        raise ValueError(f"asked for {n:,} sentences, only {len(eligible):,} have {min_tokens}-{max_tokens} tokens")
+    chosen = np.sort(np.random.default_rng(seed).choice(eligible, size=n, replace=False))
+    book_of_line = np.repeat(np.arange(len(index)), [b["sentences"] for b in index])
+    first_line = np.concatenate([[0], np.cumsum([b["sentences"] for b in index])[:-1]])
+    books = [b["book"] for b in index]
+    author_names = [b.split("/")[-2] if b.count("/") >= 2 else b for b in books]
+    authors = sorted(set(author_names))
+    author_of_book = np.array([authors.index(a) for a in author_names])
+    wanted, texts = set(chosen.tolist()), []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh):
+            if i in wanted:
+                texts.append(line.rstrip("\n"))
+    book = book_of_line[chosen]
+    sizes = np.array([b["sentences"] for b in index])
+    position = (chosen - first_line[book]) / np.maximum(sizes[book] - 1, 1)
+    return GutenbergSentences(texts, book, author_of_book[book], position.astype(np.float64), books, authors)

@@ -7,9 +7,11 @@ Conventions (stated once, used everywhere):
   gets cosine 0.
 * Word similarity: Spearman x 100 over the pairs whose both words are in the vocabulary, with the
   coverage (share of pairs evaluated) reported beside it; computed by gensim's
-  ``KeyedVectors.evaluate_word_pairs``.
+  ``KeyedVectors.evaluate_word_pairs``. :func:`word_similarity_oov` instead scores every pair
+  under a stated out-of-vocabulary policy (skip, null vector, character n-gram vector).
 * Analogies: 3CosAdd exact-match accuracy over a vocabulary restricted to the most frequent words,
-  computed by gensim's ``KeyedVectors.evaluate_word_analogies``. Questions with a word outside the
+  with the rule of gensim's ``KeyedVectors.evaluate_word_analogies`` (case-insensitive), scored in
+  batches (:func:`_analogy_sections`). Questions with a word outside the
   restricted vocabulary are skipped, as in word2vec's ``compute-accuracy``; the share of questions
   seen is reported as coverage. Semantic sections are those whose name does not start with ``gram``.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from embrepro.data import SentencePairs, analogy_file, fetch, WORD_SIMILARITY_FILES
+from embrepro.data import SentencePairs, analogy_file, fetch, load_word_similarity, WORD_SIMILARITY_FILES
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -102,11 +104,211 @@ def word_similarity(vectors, name: str) -> dict:
     }
 
 
+@dataclass
+class WordPairCosines:
+    """One vector set's cosines on the in-vocabulary pairs of a word-similarity set.
+
+    ``pairs``, ``gold`` and ``cosines`` are aligned; ``total`` counts all pairs of the set, so that
+    ``coverage`` is the share (%) that could be scored. ``spearman`` equals what
+    :func:`word_similarity` reports for the same vectors.
+    """
+
+    dataset: str
+    pairs: list[tuple[str, str]]
+    gold: np.ndarray
+    cosines: np.ndarray
+    total: int
+
+    @property
+    def coverage(self) -> float:
+        return 100 * len(self.pairs) / self.total if self.total else 0.0
+
+    @property
+    def spearman(self) -> float:
+        if len(self.pairs) < 3:
+            return float("nan")
+        return 100 * float(spearmanr(self.cosines, self.gold).statistic)
+
+
+def word_pair_cosines(vectors, name: str) -> WordPairCosines:
+    """Cosines of gensim ``KeyedVectors`` on the pairs of one set whose two words have a vector.
+
+    The pairs are lower-cased (:func:`embrepro.data.load_word_similarity`) and looked up as they
+    are, so the vocabulary should be lower-case too, as the book's tokeniser makes it.
+    """
+    data = load_word_similarity(name)
+    keep = [(pair, score) for pair, score in zip(data.pairs, data.scores)
+            if pair[0] in vectors.key_to_index and pair[1] in vectors.key_to_index]
+    pairs = [p for p, _ in keep]
+    gold = np.array([s for _, s in keep], dtype=np.float64)
+    if pairs:
+        a = vectors[[p[0] for p in pairs]]
+        b = vectors[[p[1] for p in pairs]]
+        cos = cosine_rows(a, b)
+    else:
+        cos = np.zeros(0)
+    return WordPairCosines(name, pairs, gold, cos, len(data))
+
+
+def _resample_ranks(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Average ranks of the items of bootstrap resamples given as copy counts, with ties shared.
+
+    ``counts[b, k]`` is how often item ``k`` is drawn in resample ``b``. All copies of an item, and
+    all items with equal values, share the average of the ranks they occupy, which is what
+    ranking the resampled list itself (``scipy.stats.rankdata``) would give them.
+    """
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
+    per_group = np.add.reduceat(counts[:, order], starts, axis=1).astype(np.float64)
+    group_rank = np.cumsum(per_group, axis=1) - per_group + (per_group + 1) / 2
+    ranks = np.empty(counts.shape)
+    ranks[:, order] = group_rank[:, group]
+    return ranks
+
+
+def bootstrap_spearman(cosines: Sequence[np.ndarray], gold: Sequence[float], n_boot: int = 1000,
+                       seed: int = 0, chunk: int = 500) -> np.ndarray:
+    """Spearman x 100 of several systems on shared bootstrap resamples of the pairs.
+
+    ``cosines`` holds one array per system, aligned with ``gold``. Returns an array of shape
+    ``(n_boot, len(cosines))``; every row scores all systems on the same resampled pairs, so the
+    difference of two columns is a paired bootstrap of their difference in Spearman. A resample is
+    stored as copy counts per pair, and Spearman is the count-weighted Pearson correlation of the
+    tie-averaged ranks, which equals ``spearmanr`` on the resampled list without sorting it.
+    """
+    gold = np.asarray(gold, dtype=np.float64)
+    systems = [np.asarray(c, dtype=np.float64) for c in cosines]
+    if any(len(c) != len(gold) for c in systems):
+        raise ValueError("every cosine array must be aligned with gold")
+    rng = np.random.default_rng(seed)
+    n = len(gold)
+    out = np.empty((n_boot, len(systems)))
+
+    def centred(ranks: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return ranks - (weights * ranks).sum(axis=1, keepdims=True) / n
+
+    for start in range(0, n_boot, chunk):
+        rows = min(chunk, n_boot - start)
+        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(rows)])
+        g = centred(_resample_ranks(counts, gold), counts)
+        g_norm = np.sqrt((counts * g * g).sum(axis=1))
+        for k, system in enumerate(systems):
+            r = centred(_resample_ranks(counts, system), counts)
+            r_norm = np.sqrt((counts * r * r).sum(axis=1))
+            out[start:start + rows, k] = 100 * (counts * r * g).sum(axis=1) / (r_norm * g_norm)
+    return out
+
+
+OOV_POLICIES = ("skip", "null", "ngram")
+
+
+def word_similarity_oov(vectors, name: str, policy: str = "skip") -> dict:
+    """Spearman x 100 on one word-similarity set under an out-of-vocabulary (OOV) policy.
+
+    A word is OOV when it is not a key of the trained vocabulary (``vectors.key_to_index``; a
+    fastText model answers for *any* word, so ``word in vectors`` is no test). Policies, as in
+    Bojanowski et al. (2017):
+
+    * ``skip``: drop every pair with an OOV word (what ``evaluate_word_pairs`` does);
+    * ``null``: give OOV words the zero vector, so their pairs score cosine 0 (the paper's
+      ``sisg-``, and how it scores word2vec);
+    * ``ngram``: build OOV vectors from character n-grams (the paper's ``sisg``); needs fastText
+      vectors (gensim ``FastTextKeyedVectors`` with n-gram buckets).
+
+    Returns the Spearman, the number of pairs scored, and the OOV rate: the share (%) of the set's
+    pairs with at least one OOV word, and of its distinct words that are OOV. Pairs are
+    lower-cased (:func:`embrepro.data.load_word_similarity`) and looked up as they are.
+    """
+    if policy not in OOV_POLICIES:
+        raise ValueError(f"policy must be one of {OOV_POLICIES}, not {policy!r}")
+    if policy == "ngram" and not getattr(vectors, "bucket", 0):
+        raise ValueError("policy 'ngram' needs fastText vectors with n-gram buckets; "
+                         "word2vec vectors can only 'skip' or use 'null' vectors")
+    data = load_word_similarity(name)
+    known = vectors.key_to_index
+    oov = [a not in known or b not in known for a, b in data.pairs]
+    words = {w for pair in data.pairs for w in pair}
+    zero = np.zeros(vectors.vector_size, dtype=np.float64)
+
+    def vector(word: str) -> np.ndarray:
+        if word in known or policy == "ngram":
+            return vectors.get_vector(word)
+        return zero
+
+    rows = [i for i, missing in enumerate(oov) if not (missing and policy == "skip")]
+    gold = np.array([data.scores[i] for i in rows], dtype=np.float64)
+    if rows:
+        cos = cosine_rows(np.array([vector(data.pairs[i][0]) for i in rows]),
+                          np.array([vector(data.pairs[i][1]) for i in rows]))
+    else:
+        cos = np.zeros(0)
+    spearman = 100 * float(spearmanr(cos, gold).statistic) if len(rows) >= 3 else float("nan")
+    return {
+        "dataset": name,
+        "policy": policy,
+        "spearman": spearman if np.isfinite(spearman) else float("nan"),
+        "pairs": len(data),
+        "scored": len(rows),
+        "oov_pairs": 100 * sum(oov) / len(data),
+        "oov_words": 100 * sum(w not in known for w in words) / len(words),
+    }
+
+
+def _analogy_sections(vectors, path, restrict_vocab: int, chunk: int = 1024) -> list[dict]:
+    """Sections of an analogy file scored by 3CosAdd, case-insensitive, in batches.
+
+    Gives the same answers as gensim's ``evaluate_word_analogies(path, restrict_vocab,
+    case_insensitive=True)`` (a test compares them), several times faster: it scores a block of
+    questions with one matrix product instead of one ``most_similar`` call each.
+    """
+    keys = vectors.index_to_key[:restrict_vocab]
+    index = {k.upper(): i for i, k in reversed(list(enumerate(keys)))}  # most frequent variant wins
+    group = np.array([index[k.upper()] for k in keys])  # case variants share the group of the first
+    sections: list[dict] = []
+    questions: list[tuple[int, tuple[str, ...], tuple[int, ...]]] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith(": "):
+                sections.append({"section": line[2:].strip(), "correct": [], "incorrect": []})
+                continue
+            words = tuple(w.upper() for w in line.split())
+            if len(words) != 4 or not sections:
+                continue
+            if all(w in index for w in words):
+                questions.append((len(sections) - 1, words, tuple(index[w] for w in words)))
+    if not questions:
+        return sections
+    unit = np.asarray(vectors.vectors[:len(keys)], dtype=np.float32)
+    norms = np.linalg.norm(unit, axis=1, keepdims=True)
+    unit = np.divide(unit, norms, out=np.zeros_like(unit), where=norms > 0)
+    ids = np.array([q[2] for q in questions])
+    for start in range(0, len(ids), chunk):
+        block = ids[start:start + chunk]
+        target = unit[block[:, 1]] + unit[block[:, 2]] - unit[block[:, 0]]
+        sims = target @ unit.T
+        rows = np.arange(len(block))[:, None]
+        sims[rows, block[:, :3]] = -np.inf  # the three question words never answer
+        k = min(8, len(keys))
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1), axis=1)
+        for (s, words, _), (a, b, c, expected), ranked in zip(questions[start:start + chunk], block, top):
+            # gensim: the 5 best words other than the question's three, then the first of those
+            # that is no case variant of a question word (else the last of the five)
+            candidates = [i for i in ranked if i not in (a, b, c)][:5]
+            ignore = {group[a], group[b], group[c]}
+            predicted = next((group[i] for i in candidates if group[i] not in ignore),
+                             group[candidates[-1]] if candidates else -1)
+            sections[s]["correct" if predicted == group[expected] else "incorrect"].append(words)
+    return sections
+
+
 def analogy_accuracy(vectors, name: str = "google", restrict_vocab: int = 30_000) -> dict:
     """3CosAdd accuracy (%) overall, on semantic and on syntactic sections, with coverage."""
     path = analogy_file(name)
     total_questions = sum(1 for line in open(path, encoding="utf-8") if line.strip() and not line.startswith(":"))
-    _, sections = vectors.evaluate_word_analogies(str(path), restrict_vocab=restrict_vocab, case_insensitive=True)
+    sections = _analogy_sections(vectors, path, restrict_vocab)
     counts = {"semantic": [0, 0], "syntactic": [0, 0]}
     per_section = {}
     for section in sections:
