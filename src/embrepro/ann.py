@@ -1,0 +1,211 @@
+"""Approximate and filtered nearest-neighbour search, with faiss.
+
+* Exact top-k by inner product (for ground truth and for pre-filtering), recall@k of a result
+  against the exact one, and a timing helper that repeats a search and keeps every repeat.
+* Indexes: exact (``IndexFlatIP``), graph (``IndexHNSWFlat``) and inverted-file (``IndexIVFFlat``),
+  all on the inner product (equal to the cosine for normalised vectors).
+* Filters: a categorical one (the item's category is in a set) and a range one (the item's value
+  lies in a window), each drawn at random to let through about a target share of the items.
+* Three ways to search under a filter: **pre-filtering** (exact search over the allowed items),
+  **post-filtering** (an unfiltered index search for ``k_prime`` candidates, then the filter), and
+  **in-index filtering** (the index skips disallowed items while it searches, via a faiss
+  ``IDSelector`` passed in ``SearchParametersHNSW`` or ``SearchParametersIVF``).
+
+Result ids are arrays of shape (queries, k) padded with -1 where fewer than k items were found.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+# --------------------------------------------------------------------------------------------
+# Exact search, recall, timing
+# --------------------------------------------------------------------------------------------
+
+def exact_top_k(queries: np.ndarray, docs: np.ndarray, k: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Ids of the ``k`` items with the largest inner product, best first; -1 pads short rows.
+
+    ``allowed`` (optional) is an array of item ids to search among (pre-filtering); the result
+    ids are ids of ``docs``, not positions in ``allowed``.
+    """
+    queries = np.atleast_2d(queries)
+    pool = docs if allowed is None else docs[allowed]
+    ids = np.arange(len(docs)) if allowed is None else np.asarray(allowed)
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    if len(pool) == 0:
+        return out
+    scores = queries @ pool.T
+    kk = min(k, len(pool))
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    order = np.take_along_axis(-scores, part, axis=1).argsort(axis=1, kind="stable")
+    out[:, :kk] = ids[np.take_along_axis(part, order, axis=1)]
+    return out
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int = 10) -> np.ndarray:
+    """Per-query recall@k: the share of the true top-k (ignoring -1 pads) among the first k found.
+
+    A query whose true list is empty (nothing passes its filter) gets recall 1.
+    """
+    found, truth = np.atleast_2d(found)[:, :k], np.atleast_2d(truth)[:, :k]
+    out = np.empty(len(truth))
+    for i, (f, t) in enumerate(zip(found, truth)):
+        t = set(t[t >= 0].tolist())
+        out[i] = 1.0 if not t else len(t & set(f[f >= 0].tolist())) / len(t)
+    return out
+
+
+def timed(search: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, list[float]]:
+    """Run ``search`` ``repeats`` times; its (last) result and the seconds of every repeat."""
+    seconds, result = [], None
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = search()
+        seconds.append(time.perf_counter() - start)
+    return result, seconds
+
+
+def timed_interleaved(searches: dict, repeats: int, seed: int = 0) -> dict:
+    """Time several searches side by side: every repeat runs each once, in a fresh random order.
+
+    On a shared machine, load changes over time; interleaving spreads those changes over all the
+    searches instead of penalising whichever ran during a busy spell. Returns
+    ``{name: (result of the first repeat, [seconds of each repeat])}``.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(searches)
+    out = {name: [None, []] for name in names}
+    for _ in range(max(1, repeats)):
+        for j in rng.permutation(len(names)):
+            name = names[j]
+            start = time.perf_counter()
+            result = searches[name]()
+            out[name][1].append(time.perf_counter() - start)
+            if out[name][0] is None:
+                out[name][0] = result
+    return {name: (res, secs) for name, (res, secs) in out.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Indexes
+# --------------------------------------------------------------------------------------------
+
+def flat_index(docs: np.ndarray):
+    faiss = _faiss()
+    index = faiss.IndexFlatIP(docs.shape[1])
+    index.add(np.ascontiguousarray(docs, dtype=np.float32))
+    return index
+
+
+def hnsw_index(docs: np.ndarray, m: int = 32, ef_construction: int = 100):
+    """An HNSW graph with ``m`` links per node (``2 m`` on the bottom layer)."""
+    faiss = _faiss()
+    index = faiss.IndexHNSWFlat(docs.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    index.add(np.ascontiguousarray(docs, dtype=np.float32))
+    return index
+
+
+def ivf_index(docs: np.ndarray, nlist: int, seed: int = 0):
+    """An inverted file of ``nlist`` k-means cells (k-means on all the documents, seeded)."""
+    faiss = _faiss()
+    docs = np.ascontiguousarray(docs, dtype=np.float32)
+    quantizer = faiss.IndexFlatIP(docs.shape[1])
+    index = faiss.IndexIVFFlat(quantizer, docs.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(docs)
+    index.add(docs)
+    return index
+
+
+def search_each(index, queries: np.ndarray, k: int, params=None) -> np.ndarray:
+    """Search one query at a time (the latency setting of a server); ids, shape (queries, k)."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for i in range(len(queries)):
+        out[i] = index.search(queries[i:i + 1], k, params=params)[1][0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------------------------
+
+def categorical_filter(categories: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask letting through the items of a random set of categories, about ``target`` of them.
+
+    Categories are taken in random order; one is added if the share stays below 1.25 x target,
+    until the share reaches 0.8 x target. If no category is small enough, the smallest is used.
+    """
+    counts = np.bincount(categories)
+    share = counts / counts.sum()
+    chosen, total = [], 0.0
+    for c in rng.permutation(np.flatnonzero(counts)):
+        if total + share[c] <= 1.25 * target:
+            chosen.append(c)
+            total += share[c]
+        if total >= 0.8 * target:
+            break
+    if not chosen:
+        chosen = [int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))]
+    return np.isin(categories, chosen)
+
+
+def range_filter(values: np.ndarray, target: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask letting through the items whose value lies in a random window holding ``target`` of them.
+
+    The window runs between two empirical quantiles of ``values`` that are ``target`` apart.
+    """
+    low_q = rng.uniform(0.0, 1.0 - target)
+    low, high = np.quantile(values, [low_q, low_q + target])
+    return (values >= low) & (values <= high)
+
+
+def selector(mask: np.ndarray):
+    """A faiss ``IDSelectorBitmap`` for a boolean mask over item ids (the bitmap rides along)."""
+    faiss = _faiss()
+    bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
+    sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+    sel.referenced_objects = [bits]  # faiss keeps a raw pointer: the array must outlive the selector
+    return sel
+
+
+# --------------------------------------------------------------------------------------------
+# Filtered search: pre-filter, post-filter, in-index filter
+# --------------------------------------------------------------------------------------------
+
+def prefilter_search(queries: np.ndarray, docs: np.ndarray, allowed: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Exact search of each query over its own allowed ids (always exact; cost grows with their number)."""
+    return np.vstack([exact_top_k(queries[i], docs, k, allowed[i]) for i in range(len(queries))])
+
+
+def postfilter_search(index, queries: np.ndarray, masks: Sequence[np.ndarray], k: int, k_prime: int,
+                      params=None) -> np.ndarray:
+    """Search each query unfiltered for ``k_prime`` candidates, keep the allowed ones, return the first k."""
+    k_prime = min(k_prime, index.ntotal)
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    for i in range(len(queries)):
+        ids = index.search(queries[i:i + 1], k_prime, params=params)[1][0]
+        ids = ids[ids >= 0]
+        kept = ids[masks[i][ids]][:k]
+        out[i, :len(kept)] = kept
+    return out
+
+
+def filtered_search(index, queries: np.ndarray, selectors: Sequence, k: int,
+                    make_params: Callable[[object], object]) -> np.ndarray:
+    """In-index filtering: each query searched with ``make_params(its selector)`` (e.g.
+    ``lambda s: faiss.SearchParametersHNSW(sel=s, efSearch=64)``)."""
+    out = np.empty((len(queries), k), dtype=np.int64)
+    for i in range(len(queries)):
+        out[i] = index.search(queries[i:i + 1], k, params=make_params(selectors[i]))[1][0]
+    return out

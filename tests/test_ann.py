@@ -1,0 +1,107 @@
+"""Tests of embrepro.ann (exact/approximate/filtered search) and data.gutenberg_sentences."""
+
+import numpy as np
+import pytest
+
+from embrepro import ann
+
+
+def _unit(n, d, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_exact_top_k_orders_best_first_and_respects_allowed():
+    docs = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], dtype=np.float32)
+    q = np.array([[1, 0]], dtype=np.float32)
+    assert ann.exact_top_k(q, docs, 3).tolist() == [[0, 1, 2]]
+    assert ann.exact_top_k(q, docs, 3, allowed=np.array([2, 3])).tolist() == [[2, 3, -1]]
+    assert ann.exact_top_k(q, docs, 2, allowed=np.array([], dtype=int)).tolist() == [[-1, -1]]
+
+
+def test_recall_at_k_counts_overlap_and_ignores_pads():
+    truth = np.array([[1, 2, 3, 4], [5, -1, -1, -1], [-1, -1, -1, -1]])
+    found = np.array([[4, 9, 1, 8], [7, 8, 9, 5], [1, 2, 3, 4]])
+    assert ann.recall_at_k(found, truth, k=4).tolist() == [0.5, 1.0, 1.0]
+    assert ann.recall_at_k(found, truth, k=2).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_filters_hit_their_target_share():
+    rng = np.random.default_rng(0)
+    categories = rng.integers(0, 200, size=20000)
+    values = rng.random(20000)
+    for target in (0.01, 0.1, 0.5):
+        cat = ann.categorical_filter(categories, target, rng).mean()
+        rng_share = ann.range_filter(values, target, rng).mean()
+        assert 0.8 * target - 0.005 <= cat <= 1.25 * target + 0.005
+        assert abs(rng_share - target) < 0.002
+
+
+def test_index_searches_agree_with_exact_search():
+    docs, queries = _unit(2000, 16, 0), _unit(20, 16, 1)
+    truth = ann.exact_top_k(queries, docs, 10)
+    assert ann.recall_at_k(ann.search_each(ann.flat_index(docs), queries, 10), truth).mean() == 1.0
+    hnsw = ann.hnsw_index(docs, m=16, ef_construction=64)
+    hnsw.hnsw.efSearch = 200
+    assert ann.recall_at_k(ann.search_each(hnsw, queries, 10), truth).mean() > 0.95
+    ivf = ann.ivf_index(docs, nlist=16)
+    ivf.nprobe = 16  # all cells: exact
+    assert ann.recall_at_k(ann.search_each(ivf, queries, 10), truth).mean() == 1.0
+    ivf.nprobe = 1
+    assert ann.recall_at_k(ann.search_each(ivf, queries, 10), truth).mean() < 1.0
+
+
+def test_filtered_searches_return_only_allowed_items():
+    import faiss
+
+    docs, queries = _unit(3000, 16, 2), _unit(15, 16, 3)
+    rng = np.random.default_rng(0)
+    masks = [rng.random(len(docs)) < 0.1 for _ in queries]
+    allowed = [np.flatnonzero(m) for m in masks]
+    truth = ann.prefilter_search(queries, docs, allowed, 10)
+    for i, m in enumerate(masks):
+        assert m[truth[i]].all()
+        assert truth[i].tolist() == ann.exact_top_k(queries[i], docs[m], 10).ravel().tolist() or \
+            truth[i].tolist() == allowed[i][ann.exact_top_k(queries[i], docs[m], 10)].ravel().tolist()
+    hnsw = ann.hnsw_index(docs, m=16)
+    sels = [ann.selector(m) for m in masks]
+    found = ann.filtered_search(hnsw, queries, sels, 10, lambda s: faiss.SearchParametersHNSW(sel=s, efSearch=256))
+    assert all(masks[i][found[i][found[i] >= 0]].all() for i in range(len(queries)))
+    assert ann.recall_at_k(found, truth).mean() > 0.9
+    ivf = ann.ivf_index(docs, nlist=8)
+    found = ann.filtered_search(ivf, queries, sels, 10, lambda s: faiss.SearchParametersIVF(sel=s, nprobe=8))
+    assert ann.recall_at_k(found, truth).mean() == 1.0
+    # post-filtering with a small candidate budget misses most of the allowed neighbours ...
+    few = ann.postfilter_search(hnsw, queries, masks, 10, k_prime=10)
+    assert all(masks[i][few[i][few[i] >= 0]].all() for i in range(len(queries)))
+    assert ann.recall_at_k(few, truth).mean() < 0.5
+    # ... and with every item as a candidate it is exact (up to the HNSW graph's own misses)
+    assert ann.recall_at_k(ann.postfilter_search(ann.flat_index(docs), queries, masks, 10, k_prime=3000), truth).mean() == 1.0
+
+
+def test_gutenberg_sentences_are_reproducible_and_labelled():
+    from embrepro import data
+
+    try:
+        a = data.gutenberg_sentences(300, seed=1)
+    except data.DataError:
+        pytest.skip("Gutenberg corpus not available")
+    b = data.gutenberg_sentences(300, seed=1)
+    assert a.texts == b.texts and len(a) == 300
+    assert all(6 <= len(t.split()) <= 40 for t in a.texts)
+    assert ((a.position >= 0) & (a.position <= 1)).all()
+    assert len(a.authors) == 94 and len(set(a.author.tolist())) > 40
+    for i in range(0, 300, 50):  # every author name is the folder of its book
+        assert a.books[a.book[i]].split("/")[-2] == a.authors[a.author[i]]
+    sub = a.subset([3, 5])
+    assert sub.texts == [a.texts[3], a.texts[5]] and sub.author.tolist() == a.author[[3, 5]].tolist()
+
+
+def test_timed_interleaved_runs_every_search_each_repeat():
+    calls = []
+    searches = {name: (lambda name=name: calls.append(name) or name) for name in "abc"}
+    out = ann.timed_interleaved(searches, repeats=4, seed=1)
+    assert sorted(out) == ["a", "b", "c"]
+    assert all(res == name and len(secs) == 4 for name, (res, secs) in out.items())
+    assert sorted(calls) == sorted("abc" * 4)
+    assert [calls[i:i + 3] for i in range(0, 12, 3)] != [list("abc")] * 4  # the order is shuffled
