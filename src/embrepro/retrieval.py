@@ -65,6 +65,32 @@ class RetrievalData:
         queries = {q: t for q, t in self.queries.items() if q in qrels}
         return RetrievalData(f"{self.name} (first {len(corpus):,} documents)", corpus, queries, qrels)
 
+    def sample(self, n_docs: int, seed: int = 0, n_queries: int | None = None) -> "RetrievalData":
+        """A smaller collection that keeps the judged queries answerable: every document relevant to
+        a kept query, plus random other documents up to ``n_docs`` (corpus order is kept).
+
+        Queries (judged ones, in order, at most ``n_queries``) are kept while their relevant
+        documents still fit in ``n_docs``; the qrels are those of the kept queries.
+        """
+        judged = self.judged()
+        keep_q, relevant = [], {}
+        for q in judged.queries:
+            if n_queries is not None and len(keep_q) >= n_queries:
+                break
+            new = {d: None for d, r in judged.qrels[q].items() if r > 0 and d in self.corpus}
+            if len(relevant | new) > n_docs:
+                break
+            keep_q.append(q)
+            relevant |= new
+        rest = [d for d in self.corpus if d not in relevant]
+        rng = np.random.default_rng(seed)
+        extra = rng.choice(len(rest), size=min(n_docs - len(relevant), len(rest)), replace=False)
+        chosen = set(relevant) | {rest[i] for i in extra}
+        corpus = {d: v for d, v in self.corpus.items() if d in chosen}
+        qrels = {q: {d: r for d, r in judged.qrels[q].items() if d in corpus} for q in keep_q}
+        return RetrievalData(f"{self.name} (sample of {len(corpus):,} documents)", corpus,
+                             {q: judged.queries[q] for q in keep_q}, qrels)
+
 
 def _read_jsonl(path) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
