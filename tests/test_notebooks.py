@@ -44,3 +44,11 @@ def test_spec_declares_known_data_and_dependencies(name):
         assert param in spec.defaults, f"{name} needs {target} as {param}, which is not a parameter"
         assert artefact in CHAPTERS[dep].artefacts, f"{dep} does not declare {artefact}"
     assert spec.profiles["smoke"], "a smoke profile must shrink the work"
+
+
+def test_every_chapter_is_in_the_table_of_contents():
+    from embrepro.paths import project_root
+
+    toc = (project_root() / "_toc.yml").read_text()
+    missing = [name for name in CHAPTERS if f"book/chapters/{name}\n" not in toc]
+    assert not missing, f"add these chapters to _toc.yml: {missing}"
