@@ -1,0 +1,287 @@
+"""Embedding a hierarchy: the Poincaré ball, Riemannian SGD and reconstruction metrics.
+
+The model of Nickel & Kiela (2017): one point per node of a hierarchy (a transitive closure of
+"is-a" pairs), trained so that each node is closer to its ancestors than to the nodes that are
+not its ancestors. Two geometries share all the code:
+
+* ``poincare``: points in the open unit ball with the hyperbolic distance
+  ``arcosh(1 + 2 |u - v|^2 / ((1 - |u|^2)(1 - |v|^2)))``, trained with Riemannian SGD: the
+  Euclidean gradient is rescaled by ``(1 - |x|^2)^2 / 4`` (the inverse of the ball's metric) and a
+  point that would leave the ball is pulled back to norm ``1 - eps``.
+* ``euclidean``: points anywhere in R^d with the squared Euclidean distance and plain SGD, the
+  baseline of the paper's official code (``hype/euclidean.py``, with no norm bound).
+
+Training follows the official code: for a pair (u, v) and ``negatives`` nodes v' that are not
+ancestors of u, a softmax over minus the distances, loss ``d(u, v) + log sum exp(-d(u, .))``;
+an initial *burn-in* of a few epochs with a smaller learning rate whose negatives are drawn in
+proportion to how often a node is an ancestor; initial points uniform in ``[-0.001, 0.001]``.
+The loss is summed over a batch, so the learning rate is per training pair, and a node's gradient
+is divided by the number of times the node occurs in the batch (the official script updates after
+every 10 pairs, where repeats are rare; with batches of hundreds of pairs the root, an ancestor in
+a fifth of all pairs, would otherwise take steps dozens of times larger than a leaf).
+
+Several runs (seeds x learning rates) of one geometry and dimension are trained side by side in
+one tensor: the runs never touch each other's parameters, and all learning rates of a seed see
+the same pairs and negatives, which makes the learning-rate comparison a paired one.
+
+Reconstruction (the paper's "train = test" task) ranks, for every node with ancestors, all other
+nodes by distance: *mean rank* is 1 + the mean number of non-ancestors closer than an ancestor
+(1 is perfect), *MAP* the mean over nodes of the average precision of that ranking.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+EPS = 1e-5
+MANIFOLDS = ("poincare", "euclidean")
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------------------------
+
+def poincare_distance(u: torch.Tensor, v: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Hyperbolic distance between points of the Poincaré ball (last dimension = coordinates)."""
+    sq_u = (u * u).sum(-1).clamp(0, 1 - eps)
+    sq_v = (v * v).sum(-1).clamp(0, 1 - eps)
+    sq_diff = ((u - v) ** 2).sum(-1)
+    x = 1 + 2 * sq_diff / ((1 - sq_u) * (1 - sq_v))
+    # arcosh(x) = log(x + sqrt(x^2 - 1)); the clamp keeps the gradient finite (zero) at u = v
+    return torch.log(x + torch.sqrt((x * x - 1).clamp_min(1e-15)))
+
+
+def squared_euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distance, the official code's Euclidean baseline."""
+    return ((u - v) ** 2).sum(-1)
+
+
+def distance(manifold: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    if manifold == "poincare":
+        return poincare_distance(u, v)
+    if manifold == "euclidean":
+        return squared_euclidean(u, v)
+    raise ValueError(f"manifold must be one of {MANIFOLDS}, not {manifold!r}")
+
+
+def project_to_ball(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """Pull every point with norm >= 1 - eps back onto the sphere of radius 1 - eps (in place)."""
+    norms = x.norm(dim=-1, keepdim=True)
+    x.mul_(torch.where(norms >= 1 - eps, (1 - eps) / norms.clamp_min(1e-15), torch.ones_like(norms)))
+    return x
+
+
+def riemannian_gradient(x: torch.Tensor, euclidean_grad: torch.Tensor) -> torch.Tensor:
+    """The Poincaré ball's Riemannian gradient: the Euclidean one times ``(1 - |x|^2)^2 / 4``."""
+    return euclidean_grad * ((1 - (x * x).sum(-1, keepdim=True)) ** 2 / 4)
+
+
+def rsgd_step(x: torch.Tensor, euclidean_grad: torch.Tensor, lr) -> torch.Tensor:
+    """One Riemannian SGD step in the ball, in place: rescale, step, project back inside."""
+    x.sub_(lr * riemannian_gradient(x, euclidean_grad))
+    return project_to_ball(x)
+
+
+def sgd_step(x: torch.Tensor, euclidean_grad: torch.Tensor, lr) -> torch.Tensor:
+    """The Euclidean baseline's step, in place."""
+    return x.sub_(lr * euclidean_grad)
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    """How to train one geometry at one dimension; ``lrs`` x ``seeds`` runs side by side."""
+
+    manifold: str
+    dim: int
+    lrs: Sequence[float]
+    seeds: Sequence[int]
+    epochs: int = 300
+    negatives: int = 50
+    batch_size: int = 10
+    burnin: int = 20            # epochs at lr * burnin_factor, negatives drawn by frequency
+    burnin_factor: float = 0.1
+    average_repeats: bool = True  # divide a row's gradient by its number of uses in the batch
+    init_scale: float = 1e-3
+    dtype: torch.dtype = torch.float64
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.manifold not in MANIFOLDS:
+            raise ValueError(f"manifold must be one of {MANIFOLDS}, not {self.manifold!r}")
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    weights: np.ndarray          # (seeds, lrs, nodes, dim)
+    loss: np.ndarray             # (epochs, seeds, lrs): mean loss per pair
+    seconds: float               # wall-clock training time
+    cpu_seconds: float = 0.0     # CPU time of this process while training (unaffected by other load)
+    pairs_seen: int = 0
+
+    def embedding(self, seed_index: int = 0, lr_index: int = 0) -> np.ndarray:
+        return self.weights[seed_index, lr_index]
+
+
+class NegativeSampler:
+    """Draws nodes that are not ancestors of a given node (nor the node itself).
+
+    Candidates are drawn uniformly, or with ``by_frequency`` in proportion to (1 + the number of
+    times a node is an ancestor) ** 0.75, as in the official burn-in; those that hit an ancestor
+    are drawn again, up to ``tries`` times, and any still invalid are flagged in the returned mask.
+    Everything stays on the device of ``edges``.
+    """
+
+    def __init__(self, edges: torch.Tensor, n_nodes: int, tries: int = 10):
+        self.n = n_nodes
+        self.tries = tries
+        self.keys = torch.unique(edges[:, 0] * n_nodes + edges[:, 1])  # sorted
+        counts = torch.bincount(edges[:, 1], minlength=n_nodes).double() + 1
+        self.frequency = counts ** 0.75
+        self.device = edges.device
+
+    def _invalid(self, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        keys = u.unsqueeze(-1) * self.n + c
+        pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
+        return (self.keys[pos] == keys) | (c == u.unsqueeze(-1))
+
+    def sample(self, u: torch.Tensor, k: int, generator: torch.Generator, by_frequency: bool = False):
+        def draw(shape):
+            if by_frequency:
+                flat = torch.multinomial(self.frequency, int(np.prod(shape)), replacement=True, generator=generator)
+                return flat.view(shape)
+            return torch.randint(0, self.n, shape, generator=generator, device=self.device)
+
+        c = draw((*u.shape, k))
+        bad = self._invalid(u, c)
+        for _ in range(self.tries):
+            if not bad.any():
+                break
+            c[bad] = draw((int(bad.sum()),))
+            bad = self._invalid(u, c)
+        return c, ~bad
+
+
+def train(edges: np.ndarray, n_nodes: int, config: TrainConfig, progress: bool = False) -> TrainResult:
+    """Train ``len(seeds) x len(lrs)`` embeddings of the hierarchy given by (child, ancestor) ``edges``."""
+    from tqdm.auto import tqdm
+
+    cfg = config
+    dev, S, L = torch.device(cfg.device), len(cfg.seeds), len(cfg.lrs)
+    edges_t = torch.as_tensor(np.asarray(edges), dtype=torch.long, device=dev)
+    sampler = NegativeSampler(edges_t, n_nodes)
+    # Initial points come from each seed's own generator (every learning rate of a seed starts
+    # from the same points); the pair order and the negatives from one generator for the group.
+    init = torch.stack([
+        (torch.rand(n_nodes, 1, cfg.dim, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
+         * 2 - 1).expand(n_nodes, L, cfg.dim) * cfg.init_scale for s in cfg.seeds])
+    gen = torch.Generator(device=dev).manual_seed(1_000_003 * int(cfg.seeds[0]) + S)
+    # Parameters as one table with a row per (seed, node), holding every lr's point: one row
+    # gather serves all learning rates, and its gradient is a fast index_add.
+    W = init.reshape(S * n_nodes, L, cfg.dim).to(dev, cfg.dtype).requires_grad_(True)
+    lrs = torch.tensor(list(cfg.lrs), dtype=cfg.dtype, device=dev).view(1, L, 1)
+    row_offset = (torch.arange(S, device=dev) * n_nodes).view(S, 1)
+    step = rsgd_step if cfg.manifold == "poincare" else sgd_step
+    E = len(edges_t)
+    n_batches = math.ceil(E / cfg.batch_size)
+    history = np.zeros((cfg.epochs, S, L))
+    start, cpu_start = time.perf_counter(), time.process_time()
+    for epoch in tqdm(range(cfg.epochs), desc=f"{cfg.manifold} d={cfg.dim}", disable=not progress, leave=False):
+        burnin = epoch < cfg.burnin
+        lr = lrs * (cfg.burnin_factor if burnin else 1.0)
+        order = torch.argsort(torch.rand(S, E, generator=gen, device=dev), dim=1)       # (S, E)
+        epoch_loss = torch.zeros(S, L, dtype=torch.float64, device=dev)
+        for b in range(n_batches):
+            batch = edges_t[order[:, b * cfg.batch_size:(b + 1) * cfg.batch_size]]       # (S, B, 2)
+            u, v = batch[..., 0], batch[..., 1]
+            negs, valid = sampler.sample(u, cfg.negatives, gen, by_frequency=burnin)   # (S, B, K)
+            candidates = torch.cat([v.unsqueeze(-1), negs], -1)                       # (S, B, 1 + K)
+            mask = torch.cat([torch.ones_like(v, dtype=torch.bool).unsqueeze(-1), valid], -1)
+            rows = torch.cat([u.unsqueeze(-1), candidates], -1) + row_offset.unsqueeze(-1)  # (S, B, 2 + K)
+            points = W.index_select(0, rows.reshape(-1)).view(*rows.shape, L, cfg.dim)
+            eu, ev = points[:, :, :1], points[:, :, 1:]              # (S, B, 1, L, d), (S, B, 1 + K, L, d)
+            d = distance(cfg.manifold, eu, ev)                       # (S, B, 1 + K, L)
+            logits = (-d).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+            loss = d[:, :, 0] + torch.logsumexp(logits, dim=2)      # (S, B, L)
+            loss.sum().backward()
+            with torch.no_grad():
+                if cfg.average_repeats:
+                    uses = torch.bincount(rows.reshape(-1), minlength=S * n_nodes).clamp_min(1)
+                    W.grad.div_(uses.to(cfg.dtype).view(-1, 1, 1))
+                step(W.data, W.grad, lr)
+                W.grad = None
+                epoch_loss += loss.detach().sum(1).double()
+        history[epoch] = (epoch_loss / E).cpu().numpy()
+        if not np.isfinite(history[epoch]).all():
+            # a learning rate too large for this geometry: keep going, the run will score badly
+            with torch.no_grad():
+                W.data.nan_to_num_(0.0, 0.0, 0.0)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    weights = W.detach().view(S, n_nodes, L, cfg.dim).permute(0, 2, 1, 3).cpu().double().numpy()
+    return TrainResult(cfg, weights, history, seconds, cpu_seconds, pairs_seen=E * cfg.epochs * S * L)
+
+
+# --------------------------------------------------------------------------------------------
+# Reconstruction
+# --------------------------------------------------------------------------------------------
+
+def pairwise_distances(manifold: str, rows: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Distances (len(rows), len(points)) under the geometry's distance."""
+    sq_diff = torch.cdist(rows, points, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+    if manifold == "euclidean":
+        return sq_diff
+    sq_r = (rows * rows).sum(-1, keepdim=True).clamp(0, 1 - EPS)
+    sq_p = (points * points).sum(-1).clamp(0, 1 - EPS).unsqueeze(0)
+    x = 1 + 2 * sq_diff / ((1 - sq_r) * (1 - sq_p))
+    return torch.acosh(x.clamp_min(1.0))
+
+
+def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, nodes: np.ndarray | None = None,
+                   chunk: int = 256, device: str = "cpu") -> dict:
+    """Mean rank and MAP of the (child, ancestor) ``edges`` under an embedding (rows = nodes).
+
+    For every node with at least one ancestor (or those in ``nodes``), all other nodes are sorted
+    by distance; an ancestor's rank is 1 + the number of non-ancestors ahead of it, and the node's
+    average precision is the mean, over its ancestors, of the share of ancestors among the nodes up
+    to that one (scikit-learn's ``average_precision_score`` when there are no ties). ``chunk``
+    source nodes are scored at a time.
+    """
+    edges = np.asarray(edges)
+    points = torch.as_tensor(np.asarray(embedding), dtype=torch.float64, device=device)
+    n = len(points)
+    order = np.argsort(edges[:, 0], kind="stable")
+    children, parents = edges[order, 0], edges[order, 1]
+    sources = np.unique(children) if nodes is None else np.asarray(nodes)
+    starts = np.searchsorted(children, sources)
+    ends = np.searchsorted(children, sources, side="right")
+    rank_sum, rank_count, ap_sum = 0.0, 0, 0.0
+    for lo in range(0, len(sources), chunk):
+        src = sources[lo:lo + chunk]
+        m = len(src)
+        src_t = torch.as_tensor(src, device=device)
+        dist = pairwise_distances(manifold, points[src_t], points)
+        dist[torch.arange(m, device=device), src_t] = float("inf")
+        rows = np.repeat(np.arange(m), ends[lo:lo + chunk] - starts[lo:lo + chunk])
+        cols = np.concatenate([parents[s:e] for s, e in zip(starts[lo:lo + chunk], ends[lo:lo + chunk])])
+        positive = torch.zeros(m, n, dtype=torch.bool, device=device)
+        positive[torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)] = True
+        hit = positive.gather(1, dist.argsort(dim=1))                # ancestors, in distance order
+        seen = hit.cumsum(1)                                         # ancestors up to each position
+        position = torch.arange(1, n + 1, device=device).expand(m, n)
+        ahead = (position - seen)[hit]                               # non-ancestors ahead, per ancestor
+        rank_sum += float(ahead.sum() + ahead.numel())
+        rank_count += ahead.numel()
+        precision = torch.where(hit, seen / position, torch.zeros((), dtype=torch.float64, device=device))
+        ap_sum += float((precision.sum(1) / hit.sum(1)).sum())
+    return {"mean_rank": rank_sum / rank_count, "map": ap_sum / len(sources), "nodes": int(len(sources)),
+            "pairs": int(rank_count)}

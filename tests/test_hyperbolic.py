@@ -1,0 +1,147 @@
+"""The Poincaré ball, Riemannian SGD, negative sampling, training and reconstruction metrics."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from embrepro import hyperbolic as H
+from embrepro.data import Hierarchy
+
+
+def tree_hierarchy(branching: int = 3, depth: int = 3) -> Hierarchy:
+    """The transitive closure of a complete tree (root "r", children "r0", "r01", ...)."""
+    pairs, frontier = [], ["r"]
+    for _ in range(depth):
+        nxt = []
+        for node in frontier:
+            for k in range(branching):
+                child = f"{node}{k}"
+                nxt.append(child)
+                pairs.extend((child, node[:i]) for i in range(1, len(node) + 1))
+        frontier = nxt
+    return Hierarchy.from_pairs("tree", pairs)
+
+
+def test_distance_from_the_origin_is_twice_artanh_of_the_norm():
+    x = torch.tensor([[0.3, 0.4]], dtype=torch.float64)  # norm 0.5
+    d = H.poincare_distance(torch.zeros_like(x), x)
+    assert float(d) == pytest.approx(2 * math.atanh(0.5), rel=1e-9)
+
+
+def test_distance_is_a_metric_and_blows_up_near_the_boundary():
+    g = torch.Generator().manual_seed(0)
+    pts = (torch.rand(30, 3, generator=g, dtype=torch.float64) - 0.5) * 1.1
+    pts = pts / pts.norm(dim=1, keepdim=True).clamp_min(1) * 0.95
+    a, b, c = pts[:10], pts[10:20], pts[20:]
+    assert torch.allclose(H.poincare_distance(a, b), H.poincare_distance(b, a))
+    assert (H.poincare_distance(a, c) <= H.poincare_distance(a, b) + H.poincare_distance(b, c) + 1e-9).all()
+    # the same Euclidean gap is far longer near the boundary than at the centre
+    near_centre = H.poincare_distance(torch.tensor([0.0, 0.0]), torch.tensor([0.05, 0.0]))
+    near_edge = H.poincare_distance(torch.tensor([0.94, 0.0]), torch.tensor([0.99, 0.0]))
+    assert near_edge > 10 * near_centre
+
+
+def test_distance_gradient_matches_finite_differences():
+    u = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64, requires_grad=True)
+    v = torch.tensor([[-0.5, 0.2, 0.1]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(H.poincare_distance, (u, v))
+
+
+def test_pairwise_distances_agree_with_the_elementwise_distance():
+    g = torch.Generator().manual_seed(1)
+    pts = (torch.rand(12, 4, generator=g, dtype=torch.float64) - 0.5) * 0.8
+    full = H.pairwise_distances("poincare", pts, pts)
+    direct = H.poincare_distance(pts.unsqueeze(1), pts.unsqueeze(0))
+    assert torch.allclose(full, direct, atol=1e-6)
+    assert torch.allclose(H.pairwise_distances("euclidean", pts, pts),
+                          H.squared_euclidean(pts.unsqueeze(1), pts.unsqueeze(0)), atol=1e-10)
+
+
+def test_riemannian_gradient_rescales_by_the_inverse_metric():
+    grad = torch.ones(3, 2, dtype=torch.float64)
+    x = torch.tensor([[0.0, 0.0], [0.6, 0.0], [0.0, 0.999]], dtype=torch.float64)
+    scale = H.riemannian_gradient(x, grad)[:, 0]
+    assert scale[0] == pytest.approx(0.25)
+    assert scale[1] == pytest.approx((1 - 0.36) ** 2 / 4)
+    assert scale[2] < 1e-6  # near the boundary the same Euclidean step moves a point almost nowhere
+
+
+def test_rsgd_step_never_leaves_the_ball():
+    x = torch.tensor([[0.5, 0.5], [0.0, 0.1]], dtype=torch.float64)
+    huge = torch.tensor([[-1e9, -1e9], [0.0, -1e9]], dtype=torch.float64)
+    H.rsgd_step(x, huge, lr=1.0)
+    assert (x.norm(dim=1) <= 1 - H.EPS + 1e-12).all()
+    assert x.norm(dim=1).min() == pytest.approx(1 - H.EPS)
+    # a small step inside the ball is the plain rescaled gradient step
+    y = torch.tensor([[0.2, 0.0]], dtype=torch.float64)
+    H.rsgd_step(y, torch.tensor([[1.0, 0.0]], dtype=torch.float64), lr=0.1)
+    assert float(y[0, 0]) == pytest.approx(0.2 - 0.1 * (1 - 0.04) ** 2 / 4)
+
+
+def test_negative_sampler_never_returns_an_ancestor_or_the_node_itself():
+    h = tree_hierarchy(2, 4)
+    sampler = H.NegativeSampler(torch.as_tensor(h.edges), h.n_nodes)
+    ancestors = h.ancestors()
+    g = torch.Generator().manual_seed(0)
+    u = torch.as_tensor(h.edges[:, 0])
+    for by_frequency in (False, True):
+        negs, valid = sampler.sample(u, 8, g, by_frequency=by_frequency)
+        for node, row, ok in zip(u.tolist(), negs.tolist(), valid.tolist()):
+            for neg, fine in zip(row, ok):
+                if fine:
+                    assert neg != node and neg not in ancestors[node]
+
+
+def test_reconstruction_matches_a_direct_computation_and_sklearn():
+    h = tree_hierarchy(3, 3)
+    rng = np.random.default_rng(0)
+    emb = rng.uniform(-0.4, 0.4, size=(h.n_nodes, 3))
+    got = H.reconstruction(h.edges, emb, "poincare", chunk=7)
+    dist = H.pairwise_distances("poincare", torch.as_tensor(emb), torch.as_tensor(emb)).numpy()
+    ranks, aps = [], []
+    for node, ancestors in h.ancestors().items():
+        d = dist[node].copy()
+        d[node] = np.inf
+        negatives = np.array([j for j in range(h.n_nodes) if j != node and j not in ancestors])
+        ranks += [1 + int((d[negatives] < d[a]).sum()) for a in ancestors]
+        labels = np.zeros(h.n_nodes)
+        labels[list(ancestors)] = 1
+        d[node] = 1e12
+        aps.append(average_precision_score(labels, -d))
+    assert got["mean_rank"] == pytest.approx(np.mean(ranks))
+    assert got["map"] == pytest.approx(np.mean(aps))
+    assert got["nodes"] == h.n_nodes - 1 and got["pairs"] == len(h)
+
+
+def test_a_perfect_layout_scores_rank_one_and_map_one():
+    # a star: the root at the centre, its three children far from each other
+    h = Hierarchy.from_pairs("star", [("b", "a"), ("c", "a"), ("d", "a")])
+    emb = np.array([[0.0, 0.0], [0.5, 0.0], [-0.5, 0.0], [0.0, 0.5]])
+    for manifold in H.MANIFOLDS:
+        got = H.reconstruction(h.edges, emb, manifold)
+        assert got["mean_rank"] == 1 and got["map"] == 1
+
+
+def test_training_a_small_tree_puts_the_root_near_the_origin():
+    h = tree_hierarchy(3, 3)  # 40 nodes, 102 pairs
+    cfg = H.TrainConfig("poincare", 2, lrs=[1.0], seeds=[0], epochs=60, negatives=10, batch_size=20, burnin=5)
+    result = H.train(h.edges, h.n_nodes, cfg)
+    emb = result.embedding()
+    assert result.weights.shape == (1, 1, h.n_nodes, 2)
+    assert np.linalg.norm(emb, axis=1).max() < 1
+    assert result.loss[-1, 0, 0] < 0.5 * result.loss[0, 0, 0]
+    assert H.reconstruction(h.edges, emb, "poincare")["map"] > 0.8
+    norms = np.linalg.norm(emb, axis=1)
+    leaves = [i for i, n in enumerate(h.nodes) if len(n) == 4]
+    assert norms[h.index("r")] < norms[leaves].mean()
+
+
+def test_runs_side_by_side_do_not_interact():
+    h = tree_hierarchy(2, 3)
+    one = H.train(h.edges, h.n_nodes, H.TrainConfig("euclidean", 3, lrs=[0.01], seeds=[5], epochs=3, batch_size=4))
+    two = H.train(h.edges, h.n_nodes, H.TrainConfig("euclidean", 3, lrs=[0.01, 0.02], seeds=[5], epochs=3, batch_size=4))
+    assert np.allclose(one.weights[0, 0], two.weights[0, 0])
+    assert not np.allclose(two.weights[0, 0], two.weights[0, 1])
