@@ -69,8 +69,12 @@ def test_run_cache_hit_force_and_dependency(tiny_project, monkeypatch):
         second = quiet_runner(tiny_project).run(["consumer"], profile="book")
     assert {o.status for o in second} == {"hit"} and time.time() - start < 10
 
+    before = json.loads((first["producer"].folder / "result.json").read_text())["finished"]
+    time.sleep(1.1)
     forced = {o.chapter: o for o in quiet_runner(tiny_project).run(["producer"], profile="book", force=True)}
     assert forced["producer"].status == "ran"
+    after = json.loads((forced["producer"].folder / "result.json").read_text())["finished"]
+    assert after != before  # the forced run replaced the cached one
 
 
 def test_changed_parameter_reruns_only_what_changed(tiny_project):

@@ -437,7 +437,7 @@ class Runner:
             return RunOutcome(name, profile, key, "hit", folder, time.time() - start)
         self.log(f"[{name}:{profile}] running ({', '.join(f'{k}={v!r}' for k, v in params.items())})")
         try:
-            self._execute(spec, profile, params, key, folder)
+            self._execute(spec, profile, params, key, folder, force)
         except ChapterFailed as exc:
             self.log(f"[{name}:{profile}] FAILED: {exc}")
             return RunOutcome(name, profile, key, "failed", Path(str(exc).rsplit(" ", 1)[-1]),
@@ -446,7 +446,8 @@ class Runner:
         self.log(f"[{name}:{profile}] done in {seconds:.1f} s -> {folder}")
         return RunOutcome(name, profile, key, "ran", folder, seconds)
 
-    def _execute(self, spec: ChapterSpec, profile: str, params: dict, key: str, folder: Path) -> None:
+    def _execute(self, spec: ChapterSpec, profile: str, params: dict, key: str, folder: Path,
+                 force: bool = False) -> None:
         import papermill
 
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -497,9 +498,13 @@ class Runner:
             "finished": _now(),
         }
         (work / "result.json").write_text(json.dumps(result, indent=2, default=str))
-        if folder.exists():  # a concurrent identical run finished first: keep that one
+        if folder.exists() and not force:  # a concurrent identical run finished first: keep that one
             shutil.rmtree(work)
         else:
+            if folder.exists():  # --force: the new run replaces the old one
+                old = folder.with_name(folder.name + f".old{os.getpid()}")
+                os.replace(folder, old)
+                shutil.rmtree(old)
             os.replace(work, folder)
         self._point_latest(spec.name, profile, folder)
 
