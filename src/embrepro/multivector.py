@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from embrepro.paths import cache_dir
+from embrepro.retrieval import EmbeddingCache
 
 
 @dataclass
@@ -72,23 +72,15 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 # The token-embedding cache
 # --------------------------------------------------------------------------------------------
 
-class TokenEmbeddingCache:
+class TokenEmbeddingCache(EmbeddingCache):
     """Token embeddings on disk under ``.cache/embeddings`` (``<key>.npz``: float16 vectors, offsets).
 
     ``encode`` maps a list of texts to a list of (tokens x dim) arrays. The key hashes model,
     revision, ``kind`` and the texts, so a different list of texts is a different entry.
     """
 
-    def __init__(self, model_id: str, revision: str, encode: Callable[[list[str]], list[np.ndarray]]):
-        self.model_id, self.revision, self.encode = model_id, revision, encode
-        self.hits = self.misses = 0
-
     def key(self, texts: Sequence[str], kind: str) -> str:
-        digest = hashlib.sha256(f"{self.model_id}\n{self.revision}\ntokens:{kind}\n".encode())
-        for text in texts:
-            digest.update(text.encode())
-            digest.update(b"\x00")
-        return digest.hexdigest()[:32]
+        return super().key(texts, f"tokens:{kind}")
 
     def path(self, texts: Sequence[str], kind: str):
         return cache_dir("embeddings") / f"{self.key(texts, kind)}.tokens.npz"
