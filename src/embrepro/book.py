@@ -150,10 +150,21 @@ def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def in_book_order(chapters: dict[str, ChapterSpec], root: Path) -> dict[str, ChapterSpec]:
+    """The chapters in the order of ``_toc.yml`` (chapters missing from it last)."""
+    toc = (root / "_toc.yml").read_text() if (root / "_toc.yml").exists() else ""
+
+    def position(name: str) -> int:
+        at = toc.find(f"book/chapters/{name}\n")
+        return at if at >= 0 else len(toc) + 1
+
+    return dict(sorted(chapters.items(), key=lambda kv: position(kv[0])))
+
+
 def assemble(profile: str = "book", root: Path | None = None) -> list[str]:
     """Copy executed chapters and write generated pages. Returns the chapters included."""
     root = root or project_root()
-    chapters = discover(root)
+    chapters = in_book_order(discover(root), root)
     missing = [name for name in chapters if latest_run(name, profile) is None]
     if missing:
         raise BookError(
