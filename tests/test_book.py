@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from embrepro import book
-from embrepro.runner import Runner, discover
+from embrepro.book import pages as book
+from embrepro.book.runner import Runner, discover
 
 
 def test_scorecard_and_run_report_list_every_claim(tiny_project, monkeypatch):
@@ -35,7 +35,7 @@ def _png(path):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (installed by .ci/run)")
 def test_page_check_catches_what_a_reader_would_see(tmp_path):
-    from embrepro.pagecheck import check_site
+    from embrepro.book.pagecheck import check_site
 
     site = tmp_path / "html"
     (site / "book" / "chapters").mkdir(parents=True)

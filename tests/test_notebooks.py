@@ -5,7 +5,7 @@ import json
 import pytest
 
 from embrepro.data import manifest
-from embrepro.runner import discover
+from embrepro.book.runner import discover
 
 CHAPTERS = discover()
 SECTIONS = ["## Overview", "## Prerequisites", "## Parameters", "## Claims under test", "## Data",

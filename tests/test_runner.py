@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from embrepro import runner as runner_module
-from embrepro.runner import ParameterError, Runner, discover, latest_run
+from embrepro.book import runner as runner_module
+from embrepro.book.runner import ParameterError, Runner, discover, latest_run
 
 
 def quiet_runner(root):
@@ -40,11 +40,11 @@ def test_parameter_validation_names_the_problem(tiny_project):
 
 
 def test_cli_exits_2_naming_an_unknown_parameter_before_running_anything():
-    done = subprocess.run([sys.executable, "-m", "embrepro.cli", "run", "word2vec", "--profile", "smoke",
+    done = subprocess.run([sys.executable, "-m", "embrepro.book.cli", "run", "word2vec", "--profile", "smoke",
                            "-p", "no_such_param=1"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "no_such_param" in done.stderr and "Traceback" not in done.stderr
-    done = subprocess.run([sys.executable, "-m", "embrepro.cli", "run", "word2vec", "-p", "epochs=three"],
+    done = subprocess.run([sys.executable, "-m", "embrepro.book.cli", "run", "word2vec", "-p", "epochs=three"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "epochs" in done.stderr
 
@@ -134,7 +134,7 @@ def test_unknown_chapter_is_refused(tiny_project):
 def test_cache_key_follows_only_the_modules_a_notebook_imports():
     from pathlib import Path
 
-    from embrepro.runner import _imported_modules, package_fingerprint
+    from embrepro.book.runner import _imported_modules, package_fingerprint
 
     package = Path(runner_module.__file__).parent
     source = "import numpy\nfrom embrepro import data, plotting\nfrom embrepro.claims import Chapter\nimport embrepro.models\n"

@@ -4,7 +4,8 @@ Two wings:
 
 * what chapters import: :mod:`embrepro.data`, :mod:`embrepro.models`,
   :mod:`embrepro.evaluation`, :mod:`embrepro.claims`, :mod:`embrepro.plotting`;
-* what runs the book: :mod:`embrepro.runner`, :mod:`embrepro.book`, :mod:`embrepro.cli`.
+* what runs the book, the subpackage :mod:`embrepro.book`: the runner, the run record, the
+  generated pages, the browser check and the command line.
 
 The science wing never imports the runner. Importing this package has no side effects.
 """

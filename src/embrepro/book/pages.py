@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from embrepro.paths import project_root
-from embrepro.runner import PROFILES, ChapterSpec, discover, latest_run
+from embrepro.book.runner import PROFILES, ChapterSpec, discover, latest_run
 
 VERDICT_MARK = {
     "reproduced": "✅ reproduced",

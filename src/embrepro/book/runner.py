@@ -248,7 +248,7 @@ def package_fingerprint(notebook_source: str | None = None) -> str:
     ``embrepro`` imports, plus ``runner.py``, ``paths.py`` and ``__init__.py``; without it, every
     module. Editing a module re-runs only the chapters that use it.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     if notebook_source is None:
         modules = {p.stem for p in package.glob("*.py")}
     else:

@@ -18,7 +18,7 @@ import json
 import shutil
 import sys
 
-from embrepro.runner import PROFILES, ParameterError
+from embrepro.book.runner import PROFILES, ParameterError
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -32,7 +32,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 
 
 def _cmd_list(args) -> int:
-    from embrepro.runner import discover, latest_run
+    from embrepro.book.runner import discover, latest_run
 
     for name, spec in discover().items():
         runs = [p for p in PROFILES if latest_run(name, p) is not None]
@@ -42,7 +42,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_run(args) -> int:
-    from embrepro.runner import Runner, main_exit_code
+    from embrepro.book.runner import Runner, main_exit_code
 
     runner = Runner()
     outcomes = runner.run(args.chapters or None, profile=args.profile, overrides=_overrides(args.param),
@@ -56,7 +56,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_book(args) -> int:
-    from embrepro.book import assemble, build
+    from embrepro.book.pages import assemble, build
 
     chapters = assemble(args.profile)
     print(f"assembled {len(chapters)} chapters at the {args.profile} profile")
@@ -67,8 +67,8 @@ def _cmd_book(args) -> int:
 
 
 def _cmd_scorecard(args) -> int:
-    from embrepro.book import _results
-    from embrepro.runner import discover
+    from embrepro.book.pages import _results
+    from embrepro.book.runner import discover
 
     for name, result in _results(discover(), args.profile).items():
         for c in result["claims"]:
@@ -78,7 +78,7 @@ def _cmd_scorecard(args) -> int:
 
 def _cmd_record(args) -> int:
     from embrepro.paths import project_root
-    from embrepro.runner import latest_run
+    from embrepro.book.runner import latest_run
 
     folder = latest_run(args.chapter, args.profile)
     if folder is None:
@@ -91,7 +91,7 @@ def _cmd_record(args) -> int:
 
 
 def _cmd_check_pages(args) -> int:
-    from embrepro.pagecheck import check_site
+    from embrepro.book.pagecheck import check_site
 
     return 0 if check_site(args.html_dir) else 1
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print("embrepro: interrupted; finished runs are kept, the interrupted one is not cached", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback for known failures
-        from embrepro.book import BookError
+        from embrepro.book.pages import BookError
         from embrepro.data import DataError
 
         if isinstance(exc, (BookError, DataError)):
