@@ -26,12 +26,13 @@ def write_chapter(folder: Path, name: str, parameters: str, body: str, spec: str
 
 
 PRODUCER_BODY = """
-from embrepro.claims import Chapter, verdict_greater
+from embrepro.claims import Chapter, Direction
+from embrepro.stats import seed_difference
 if fail:
     raise RuntimeError("asked to fail")
 chapter = Chapter("producer", profile)
-chapter.claim("bigger", "x beats zero", paper_value="1", evidence="V", source="test")
-chapter.decide("bigger", verdict_greater([x, x + 0.1], [0.0, 0.1]), measured=str(x), why="test")
+chapter.claim("bigger", "x beats zero", rule=Direction(), paper_value="1", evidence="V", source="test")
+chapter.decide("bigger", seed_difference([x, x + 0.1, x + 0.2], [0.0, 0.1, 0.2]), measured=str(x), why="test")
 chapter.metric("x", x)
 open("artefact.txt", "w").write(f"x={x}")
 chapter.save()

@@ -4,7 +4,7 @@ import numpy as np
 from gensim.models import KeyedVectors
 from scipy.stats import rankdata, spearmanr
 
-from embrepro import data, evaluation
+from embrepro import data, evaluation, stats
 
 
 def test_resample_ranks_equal_ranking_the_resampled_list_with_ties():
@@ -13,7 +13,7 @@ def test_resample_ranks_equal_ranking_the_resampled_list_with_ties():
     for _ in range(5):
         idx = rng.integers(0, 40, 40)
         counts = np.bincount(idx, minlength=40)[None, :]
-        ranks = evaluation._resample_ranks(counts, values)[0]
+        ranks = stats._resample_ranks(counts, values)[0]
         np.testing.assert_allclose(ranks[idx], rankdata(values[idx]))
 
 
@@ -22,12 +22,12 @@ def test_bootstrap_columns_are_paired_and_centred_on_the_full_sample():
     gold = rng.normal(size=300)
     good = gold + rng.normal(scale=0.5, size=300)
     bad = gold + rng.normal(scale=2.0, size=300)
-    boot = evaluation.bootstrap_spearman([good, bad, good], gold, n_boot=400, seed=3)
+    boot = stats.bootstrap_spearman([good, bad, good], gold, n_boot=400, seed=3)
     assert boot.shape == (400, 3)
     np.testing.assert_allclose(boot[:, 0], boot[:, 2])  # same system, same resamples
     assert abs(boot[:, 0].mean() - 100 * spearmanr(good, gold).statistic) < 1.0
     assert (boot[:, 0] > boot[:, 1]).mean() > 0.99
-    again = evaluation.bootstrap_spearman([good, bad, good], gold, n_boot=400, seed=3)
+    again = stats.bootstrap_spearman([good, bad, good], gold, n_boot=400, seed=3)
     np.testing.assert_array_equal(boot, again)
 
 

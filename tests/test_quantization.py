@@ -77,18 +77,3 @@ def test_pq_seed_changes_the_codebooks_and_is_reproducible(toy):
 
     cents = [faiss.vector_to_array(x._index.pq.centroids) for x in (a, b, c)]
     assert np.array_equal(cents[0], cents[1]) and not np.array_equal(cents[0], cents[2])
-
-
-def test_retention_interval():
-    rng = np.random.default_rng(1)
-    ref = rng.random(200) + 0.1
-    same = qz.retention_interval(ref, ref)
-    assert same.percent == pytest.approx(100) and same.low == pytest.approx(100) and same.high == pytest.approx(100)
-    worse = qz.retention_interval(np.vstack([0.8 * ref, ref]), ref)  # two runs: 80% and 100%
-    assert worse.percent == pytest.approx(90) and worse.low == pytest.approx(90) and worse.high == pytest.approx(90)
-    noisy = qz.retention_interval(ref * rng.uniform(0.5, 1.3, 200), ref)
-    assert noisy.low < noisy.percent < noisy.high and noisy.high - noisy.low > 2
-    mean, low, high = qz.difference_interval(ref + 0.05, ref)
-    assert mean == pytest.approx(0.05) and low == pytest.approx(0.05) and high == pytest.approx(0.05)
-    with pytest.raises(ValueError):
-        qz.retention_interval(ref[:10], ref)

@@ -70,21 +70,6 @@ def test_rrf_by_hand():
     assert sorted(fused, key=fused.get, reverse=True) == ["a", "c", "b"]
 
 
-def test_paired_bootstrap_interval():
-    rng = np.random.default_rng(1)
-    b = rng.uniform(0, 100, 400)
-    a = b + 2.0 + rng.normal(0, 5, 400)
-    mean, low, high = retrieval.paired_bootstrap(a, b, n_boot=4000, seed=0)
-    assert low < mean < high and low > 0.5 and high < 3.5  # true difference 2, sd of the mean 0.25
-    assert retrieval.paired_bootstrap(a, b, n_boot=500, seed=3) == retrieval.paired_bootstrap(a, b, n_boot=500, seed=3)
-    assert retrieval.paired_bootstrap(b, b, n_boot=100) == (0.0, 0.0, 0.0)
-    # pairing matters: a shifted copy of b with the pairs kept has a tiny interval
-    _, low2, high2 = retrieval.paired_bootstrap(b + 1.0, b, n_boot=200)
-    assert low2 == pytest.approx(1.0) and high2 == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        retrieval.paired_bootstrap([1.0, 2.0], [1.0])
-
-
 def test_wins_losses():
     assert retrieval.wins_losses([1, 2, 3, 4], [0, 2, 5, 1]) == (2, 1, 1)
 

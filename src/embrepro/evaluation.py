@@ -68,19 +68,6 @@ def evaluate_sts(encode: Callable[[Sequence[str]], np.ndarray], data: SentencePa
     )
 
 
-def bootstrap_spearman_difference(cos_a: np.ndarray, cos_b: np.ndarray, gold: Sequence[float],
-                                  n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """Bootstrap over pairs of Spearman(a) - Spearman(b) x 100, resampling the same pairs for both."""
-    rng = np.random.default_rng(seed)
-    gold = np.asarray(gold)
-    n = len(gold)
-    out = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = rng.integers(0, n, n)
-        out[i] = 100 * (spearmanr(cos_a[idx], gold[idx]).statistic - spearmanr(cos_b[idx], gold[idx]).statistic)
-    return out
-
-
 def word_similarity(vectors, name: str) -> dict:
     """Spearman x 100 and coverage of gensim ``KeyedVectors`` on one word-similarity set."""
     path = fetch("wordsim", WORD_SIMILARITY_FILES[name])
@@ -148,60 +135,6 @@ def word_pair_cosines(vectors, name: str) -> WordPairCosines:
     else:
         cos = np.zeros(0)
     return WordPairCosines(name, pairs, gold, cos, len(data))
-
-
-def _resample_ranks(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Average ranks of the items of bootstrap resamples given as copy counts, with ties shared.
-
-    ``counts[b, k]`` is how often item ``k`` is drawn in resample ``b``. All copies of an item, and
-    all items with equal values, share the average of the ranks they occupy, which is what
-    ranking the resampled list itself (``scipy.stats.rankdata``) would give them.
-    """
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1
-    per_group = np.add.reduceat(counts[:, order], starts, axis=1).astype(np.float64)
-    group_rank = np.cumsum(per_group, axis=1) - per_group + (per_group + 1) / 2
-    ranks = np.empty(counts.shape)
-    ranks[:, order] = group_rank[:, group]
-    return ranks
-
-
-def bootstrap_spearman(cosines: Sequence[np.ndarray], gold: Sequence[float], n_boot: int = 1000,
-                       seed: int = 0, chunk: int = 500) -> np.ndarray:
-    """Spearman x 100 of several systems on shared bootstrap resamples of the pairs.
-
-    ``cosines`` holds one array per system, aligned with ``gold``. Returns an array of shape
-    ``(n_boot, len(cosines))``; every row scores all systems on the same resampled pairs, so the
-    difference of two columns is a paired bootstrap of their difference in Spearman. A resample is
-    stored as copy counts per pair, and Spearman is the count-weighted Pearson correlation of the
-    tie-averaged ranks, which equals ``spearmanr`` on the resampled list without sorting it.
-    """
-    gold = np.asarray(gold, dtype=np.float64)
-    systems = [np.asarray(c, dtype=np.float64) for c in cosines]
-    if any(len(c) != len(gold) for c in systems):
-        raise ValueError("every cosine array must be aligned with gold")
-    rng = np.random.default_rng(seed)
-    n = len(gold)
-    out = np.empty((n_boot, len(systems)))
-
-    def centred(ranks: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return ranks - (weights * ranks).sum(axis=1, keepdims=True) / n
-
-    for start in range(0, n_boot, chunk):
-        rows = min(chunk, n_boot - start)
-        counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(rows)])
-        g = centred(_resample_ranks(counts, gold), counts)
-        g_norm = np.sqrt((counts * g * g).sum(axis=1))
-        for k, system in enumerate(systems):
-            r = centred(_resample_ranks(counts, system), counts)
-            r_norm = np.sqrt((counts * r * r).sum(axis=1))
-            out[start:start + rows, k] = 100 * (counts * r * g).sum(axis=1) / (r_norm * g_norm)
-    return out
-
-
-OOV_POLICIES = ("skip", "null", "ngram")
 
 
 def word_similarity_oov(vectors, name: str, policy: str = "skip") -> dict:

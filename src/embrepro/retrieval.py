@@ -313,24 +313,6 @@ def reciprocal_rank_fusion(runs: Sequence[Run], k: int = 60) -> Run:
     return fused
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 10000, seed: int = 0,
-                     confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean difference ``a - b`` over paired items (queries) and its percentile bootstrap interval.
-
-    Items are resampled with replacement, keeping each pair together: the interval says how much
-    the mean difference would move with another sample of queries. Returns (mean, low, high).
-    """
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"need two equally long, non-empty 1-d samples, not {a.shape} and {b.shape}")
-    diff = a - b
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(diff.mean()), float(low), float(high)
-
-
 def wins_losses(a: Sequence[float], b: Sequence[float], tol: float = 1e-9) -> tuple[int, int, int]:
     """How many items ``a`` wins, loses and ties against ``b`` (per query, say)."""
     diff = np.asarray(a, float) - np.asarray(b, float)
