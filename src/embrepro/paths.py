@@ -6,6 +6,7 @@ another disk or point the book at their own copy of the data:
 ``EMBREPRO_ROOT``   the project folder (default: found from this file, or the working directory)
 ``EMBREPRO_CACHE``  caches and downloads (default: ``<root>/.cache``)
 ``EMBREPRO_DATA``   a local mirror of the data sets, one folder per data set
+``EMBREPRO_THREADS`` threads a chapter's numeric libraries may use (see :func:`threads`)
 """
 
 from __future__ import annotations
@@ -45,3 +46,33 @@ def mirror_dirs() -> list[Path]:
     if shared.is_dir():
         found.append(shared)
     return found
+
+
+def threads() -> int:
+    """The number of threads a chapter's numerical libraries use: ``EMBREPRO_THREADS`` if set
+    (the runner sets it for every kernel), else ``min(2, cpu_count)``. The one place this is read."""
+    value = os.environ.get("EMBREPRO_THREADS", "").strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise ValueError(f"EMBREPRO_THREADS must be a positive integer, got {value!r}") from None
+        if n < 1:
+            raise ValueError(f"EMBREPRO_THREADS must be a positive integer, got {value!r}")
+        return n
+    return min(2, os.cpu_count() or 1)
+
+
+def threads() -> int:
+    """Threads a chapter's numeric code may use: ``EMBREPRO_THREADS``, else min(2, CPU count).
+
+    A fixed number, not a share of the cores, so that results that depend on it (gensim workers)
+    do not change with how many chapters run at once; the runner sets it for every kernel and
+    puts it in the cache key. Raises ValueError for a value that is not a positive integer.
+    """
+    raw = os.environ.get("EMBREPRO_THREADS", "").strip()
+    if not raw:
+        return min(2, os.cpu_count() or 1)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"EMBREPRO_THREADS must be a positive integer, got {raw!r}")
+    return int(raw)

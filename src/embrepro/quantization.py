@@ -23,13 +23,14 @@ paired bootstrap interval over queries.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from embrepro.paths import threads
 
 RESCORE_SOURCES = ("bits", "int8", "float32")
 # Byte value -> its 8 bits as 0/1 floats (most significant first, as np.packbits packs them).
@@ -43,12 +44,12 @@ def _faiss():
 
 
 def set_threads(n: int | None = None) -> int:
-    """Threads faiss may use (default ``EMBREPRO_THREADS``, else all cores); returns the number set.
+    """Threads faiss may use (default :func:`embrepro.paths.threads`); returns the number set.
 
     One thread gives the steadiest timings on a shared machine: with more, OpenMP threads that wait
     for a busy core make small searches erratic.
     """
-    n = int(n or os.environ.get("EMBREPRO_THREADS", os.cpu_count() or 1))
+    n = int(n or threads())
     _faiss().omp_set_num_threads(n)
     return n
 

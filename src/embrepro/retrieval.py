@@ -1,8 +1,8 @@
-"""Retrieval: BEIR-layout data, BM25, dense search, IR metrics and an embedding cache.
+"""Retrieval: BM25, dense search, IR metrics, hybrids and an embedding cache.
 
 * Data in the BEIR layout (``corpus``: id -> title and text, ``queries``: id -> text, ``qrels``:
-  query id -> {doc id: relevance}), loaded through :mod:`embrepro.data` from SciFact (complete)
-  and LIMIT-small (complete).
+  query id -> {doc id: relevance}): :class:`RetrievalData` and the SciFact and LIMIT-small
+  loaders live in :mod:`embrepro.data.benchmarks` and are re-exported here for chapters.
 * Metrics come from ``pytrec_eval`` (the TREC evaluation tool's Python binding): nDCG@k,
   recall@k and MRR, per query and averaged over the queries that have relevance judgements.
 * BM25 comes from ``bm25s``.
@@ -11,7 +11,8 @@
   over queries to compare two systems.
 * :class:`EmbeddingCache` stores encoded texts on disk, keyed by model, model revision and a hash
   of the texts, so that SciFact's 5,183 abstracts are encoded once for every chapter that needs
-  them.
+  them. Each ``.npy`` is a derived file (:mod:`embrepro.derived`): written atomically with a
+  record of its sha256, checked on every read, and encoded again if it is damaged.
 
 Runs (rankings) are dicts ``{query_id: {doc_id: score}}``, as pytrec_eval and BEIR use them.
 """
@@ -19,107 +20,15 @@ Runs (rankings) are dicts ``{query_id: {doc_id: score}}``, as pytrec_eval and BE
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
-from embrepro.data import fetch
-from embrepro.paths import cache_dir
+from embrepro import derived
+from embrepro.data.benchmarks import RetrievalData, load_limit_small, load_scifact  # noqa: F401 (for chapters)
+from embrepro.paths import cache_dir, threads
 
 Run = dict[str, dict[str, float]]
-
-
-@dataclass
-class RetrievalData:
-    name: str
-    corpus: dict[str, dict[str, str]]
-    queries: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-
-    @property
-    def doc_ids(self) -> list[str]:
-        return list(self.corpus)
-
-    def doc_texts(self, with_title: bool = True) -> list[str]:
-        """Document texts in corpus order; the title is prepended as BEIR does ("title text")."""
-        return [(f"{d['title']} {d['text']}" if with_title and d.get("title") else d["text"]).strip()
-                for d in self.corpus.values()]
-
-    def judged(self) -> "RetrievalData":
-        """Only the queries that have at least one relevant document."""
-        queries = {q: t for q, t in self.queries.items() if any(r > 0 for r in self.qrels.get(q, {}).values())}
-        return RetrievalData(self.name, self.corpus, queries, {q: self.qrels[q] for q in queries})
-
-    def subset(self, n_docs: int) -> "RetrievalData":
-        """The first ``n_docs`` documents, and the queries with a relevant document among them.
-
-        The qrels keep only those documents, so metrics on the subset are computed as if the
-        collection were just these documents (a quick, smaller test collection).
-        """
-        corpus = dict(list(self.corpus.items())[:n_docs])
-        qrels = {q: kept for q, rel in self.qrels.items()
-                 if (kept := {d: r for d, r in rel.items() if d in corpus}) and any(r > 0 for r in kept.values())}
-        queries = {q: t for q, t in self.queries.items() if q in qrels}
-        return RetrievalData(f"{self.name} (first {len(corpus):,} documents)", corpus, queries, qrels)
-
-    def sample(self, n_docs: int, seed: int = 0, n_queries: int | None = None) -> "RetrievalData":
-        """A smaller collection that keeps the judged queries answerable: every document relevant to
-        a kept query, plus random other documents up to ``n_docs`` (corpus order is kept).
-
-        Queries (judged ones, in order, at most ``n_queries``) are kept while their relevant
-        documents still fit in ``n_docs``; the qrels are those of the kept queries.
-        """
-        judged = self.judged()
-        keep_q, relevant = [], {}
-        for q in judged.queries:
-            if n_queries is not None and len(keep_q) >= n_queries:
-                break
-            new = {d: None for d, r in judged.qrels[q].items() if r > 0 and d in self.corpus}
-            if len(relevant | new) > n_docs:
-                break
-            keep_q.append(q)
-            relevant |= new
-        rest = [d for d in self.corpus if d not in relevant]
-        rng = np.random.default_rng(seed)
-        extra = rng.choice(len(rest), size=min(n_docs - len(relevant), len(rest)), replace=False)
-        chosen = set(relevant) | {rest[i] for i in extra}
-        corpus = {d: v for d, v in self.corpus.items() if d in chosen}
-        qrels = {q: {d: r for d, r in judged.qrels[q].items() if d in corpus} for q in keep_q}
-        return RetrievalData(f"{self.name} (sample of {len(corpus):,} documents)", corpus,
-                             {q: judged.queries[q] for q in keep_q}, qrels)
-
-
-def _read_jsonl(path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def load_scifact() -> RetrievalData:
-    """SciFact (Wadden et al. 2020) in the BEIR layout: 5,183 abstracts, 300 test queries, 339 qrels."""
-    corpus = {d["_id"]: {"title": d.get("title", ""), "text": d["text"]}
-              for d in _read_jsonl(fetch("beir/scifact", "beir_format/corpus.jsonl"))}
-    queries = {q["_id"]: q["text"] for q in _read_jsonl(fetch("beir/scifact", "beir_format/queries.jsonl"))}
-    qrels: dict[str, dict[str, int]] = {}
-    with open(fetch("beir/scifact", "beir_format/qrels/test.tsv"), encoding="utf-8") as fh:
-        next(fh)
-        for line in fh:
-            qid, did, score = line.rstrip("\n").split("\t")
-            qrels.setdefault(qid, {})[did] = int(score)
-    return RetrievalData("SciFact", corpus, queries, qrels)
-
-
-def load_limit_small() -> RetrievalData:
-    """LIMIT-small (Weller et al. 2025): 46 people and what they like, 1,000 'who likes X?' queries."""
-    corpus = {d["_id"]: {"title": d.get("title", ""), "text": d["text"]}
-              for d in _read_jsonl(fetch("limit", "limit-small/corpus.jsonl"))}
-    queries = {q["_id"]: q["text"] for q in _read_jsonl(fetch("limit", "limit-small/queries.jsonl"))}
-    qrels: dict[str, dict[str, int]] = {}
-    for row in _read_jsonl(fetch("limit", "limit-small/qrels.jsonl")):
-        qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return RetrievalData("LIMIT-small", corpus, queries, qrels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +105,7 @@ class BM25Index:
         query_ids = list(queries)
         results, scores = self.retriever.retrieve(self._tokenize([queries[q] for q in query_ids]),
                                                   k=min(k, len(self.doc_ids)), show_progress=False,
-                                                  n_threads=int(os.environ.get("EMBREPRO_THREADS", "1")))
+                                                  n_threads=threads())
         return {q: {self.doc_ids[int(j)]: float(s) for j, s in zip(results[i], scores[i]) if s > 0}
                 for i, q in enumerate(query_ids)}
 
@@ -342,19 +251,26 @@ class EmbeddingCache:
         return digest.hexdigest()[:32]
 
     def get(self, texts: Sequence[str], kind: str = "text") -> np.ndarray:
-        """Embeddings of ``texts`` (one row each), from disk if this exact list was encoded before."""
-        path = cache_dir("embeddings") / f"{self.key(texts, kind)}.npy"
-        if path.exists():
-            self.hits += 1
-            return np.load(path)
-        self.misses += 1
-        emb = np.asarray(self.encode(list(texts)), dtype=np.float32)
-        if emb.shape[0] != len(texts):
-            raise ValueError(f"encode returned {emb.shape[0]} rows for {len(texts)} texts")
-        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npy")
-        np.save(tmp, emb)
-        os.replace(tmp, path)
-        return emb
+        """Embeddings of ``texts`` (one float32 row each), from disk if this exact list was encoded
+        before and the file is intact; a damaged file is encoded again (one log line)."""
+        key = self.key(texts, kind)
+        path = cache_dir("embeddings") / f"{key}.npy"
+        encoded: list[np.ndarray] = []
+
+        def build(tmp) -> dict:
+            emb = np.asarray(self.encode(list(texts)), dtype=np.float32)
+            if emb.ndim != 2 or emb.shape[0] != len(texts):
+                raise ValueError(f"encode returned an array of shape {emb.shape} for {len(texts)} texts")
+            np.save(tmp, emb)
+            encoded.append(emb)
+            return {"model": self.model_id, "revision": self.revision, "kind": kind, "shape": list(emb.shape)}
+
+        derived.ensure(path, key, build)
+        if encoded:
+            self.misses += 1
+            return encoded[0]
+        self.hits += 1
+        return np.load(path)
 
 
 def minilm_cache(encoder, batch_size: int = 64) -> EmbeddingCache:

@@ -1,14 +1,17 @@
 """The ``embrepro`` command line.
 
     embrepro list
-    embrepro run [CHAPTER ...] [--profile P] [-p NAME=VALUE ...] [--jobs N] [--force]
+    embrepro run [CHAPTER ...] [--profile P] [-p NAME=VALUE ...] [--jobs N] [--force] [--dry-run]
+    embrepro determinism [CHAPTER ...] [--profile P]
     embrepro book [--profile P] [--no-build]
     embrepro scorecard [--profile P]
     embrepro record CHAPTER [--profile P]
     embrepro check-pages [HTML_DIR]
 
-Exit status: 0 on success, 1 when a chapter or the build failed, 2 for bad input (an unknown
-chapter, parameter or profile, or a value of the wrong type), reported before anything runs.
+Exit status: 0 on success, 1 when a chapter or the build failed (or, for ``determinism``, when
+two runs differ), 2 for bad input (an unknown or broken chapter, an unknown parameter or profile, a
+value of the wrong type or out of range, a read-only runs or results folder), reported before
+anything runs.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import shutil
 import sys
 
-from embrepro.book.runner import PROFILES, ParameterError
+from embrepro.book.runner import PROFILES, ParameterError, UsageError
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:
@@ -34,7 +37,12 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 def _cmd_list(args) -> int:
     from embrepro.book.runner import discover, latest_run
 
-    for name, spec in discover().items():
+    chapters = discover()
+    for name in sorted(set(chapters) | set(chapters.broken)):
+        if name in chapters.broken:
+            print(f"{name:24s} BROKEN: {chapters.broken[name]}")
+            continue
+        spec = chapters[name]
         runs = [p for p in PROFILES if latest_run(name, p) is not None]
         print(f"{name:24s} {spec.title}  [runs: {', '.join(runs) or 'none'}]")
         print(f"{'':24s} parameters: {', '.join(f'{k}={v!r}' for k, v in spec.defaults.items())}")
@@ -45,6 +53,11 @@ def _cmd_run(args) -> int:
     from embrepro.book.runner import Runner, main_exit_code
 
     runner = Runner()
+    if args.dry_run:
+        for d in runner.explain(args.chapters or None, profile=args.profile,
+                                overrides=_overrides(args.param), force=args.force):
+            print(f"{d.action:4s} {d.chapter:24s} {d.profile:6s} {'; '.join(d.reasons)}")
+        return 0
     outcomes = runner.run(args.chapters or None, profile=args.profile, overrides=_overrides(args.param),
                           jobs=args.jobs, force=args.force)
     print()
@@ -67,25 +80,40 @@ def _cmd_book(args) -> int:
 
 
 def _cmd_scorecard(args) -> int:
-    from embrepro.book.pages import _results
     from embrepro.book.runner import discover
+    from embrepro.book.scorecard import collect, scorecard_text, to_json
 
-    for name, result in _results(discover(), args.profile).items():
-        for c in result["claims"]:
-            print(f"{name:16s} {c['verdict']:22s} {c['statement']}  (paper {c['paper_value']}; here {c['measured']})")
+    card = collect(discover(), args.profile)
+    print(to_json(card) if args.json else scorecard_text(card))
     return 0
 
 
+def _cmd_determinism(args) -> int:
+    from embrepro.book.runner import Runner
+
+    report = Runner().determinism(args.chapters or None, profile=args.profile)
+    print()
+    for chapter, differences in report.items():
+        print(f"{'same' if not differences else 'DIFFERS':8s} {chapter}")
+        for line in differences:
+            print(f"         {line}")
+    return 1 if any(report.values()) else 0
+
+
 def _cmd_record(args) -> int:
+    from embrepro.book.record import RUN_FILE, RunRecord
+    from embrepro.book.runner import NotWritable, latest_run, writable
     from embrepro.paths import project_root
-    from embrepro.book.runner import latest_run
 
     folder = latest_run(args.chapter, args.profile)
     if folder is None:
-        raise ParameterError(f"no {args.profile}-profile run of {args.chapter} to record")
+        raise UsageError(f"no {args.profile}-profile run of {args.chapter} to record")
+    record = RunRecord.load(folder / RUN_FILE)
     target = project_root() / "results" / args.chapter / f"{args.profile}.json"
+    if not writable(target.parent):
+        raise NotWritable(f"cannot record into {target.parent} (read-only)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(folder / "result.json", target)
+    record.save(target)
     print(f"recorded {folder.name} as {target}")
     return 0
 
@@ -109,7 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a parameter of the notebook's parameters cell")
     run.add_argument("--jobs", "-j", type=int, default=1, help="chapters to run at once (cores are shared)")
     run.add_argument("--force", action="store_true", help="run even when a cached result exists")
+    run.add_argument("--dry-run", action="store_true",
+                     help="only say, per chapter, whether it would be a cache hit or run, and why")
     run.set_defaults(func=_cmd_run)
+
+    det = sub.add_parser("determinism", help="re-run chapters with --force and compare with the cached run")
+    det.add_argument("chapters", nargs="*", help="chapter names (default: all)")
+    det.add_argument("--profile", default="smoke", choices=PROFILES)
+    det.set_defaults(func=_cmd_determinism)
 
     book = sub.add_parser("book", help="assemble the executed chapters and build the HTML book")
     book.add_argument("--profile", default="book", choices=PROFILES)
@@ -119,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = sub.add_parser("scorecard", help="print every claim's verdict")
     card.add_argument("--profile", default="book", choices=PROFILES)
+    card.add_argument("--json", action="store_true",
+                      help="print every claim and check as JSON (chapter, id, kind, rule, values, interval, outcome)")
     card.set_defaults(func=_cmd_scorecard)
 
     record = sub.add_parser("record", help="keep a run's result.json under results/")
@@ -136,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ParameterError as exc:
+    except UsageError as exc:
         print(f"embrepro: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -144,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line instead of a traceback for known failures
         from embrepro.book.pages import BookError
+        from embrepro.book.record import RecordError
         from embrepro.data import DataError
 
+        if isinstance(exc, RecordError):
+            print(f"embrepro: error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, (BookError, DataError)):
             print(f"embrepro: error: {exc}", file=sys.stderr)
             return 1

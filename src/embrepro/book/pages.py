@@ -15,15 +15,8 @@ from pathlib import Path
 
 from embrepro.paths import project_root
 from embrepro.book.runner import PROFILES, ChapterSpec, discover, latest_run
-
-VERDICT_MARK = {
-    "reproduced": "✅ reproduced",
-    "partly reproduced": "🟡 partly reproduced",
-    "not reproduced": "❌ not reproduced",
-    "inconclusive": "⚪ inconclusive",
-    "not assessed (smoke)": "· not assessed (smoke)",
-}
-
+from embrepro.book.record import RunRecord
+from embrepro.book.scorecard import scorecard_markdown
 
 class BookError(RuntimeError):
     pass
@@ -33,65 +26,14 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _results(chapters: dict[str, ChapterSpec], profile: str) -> dict[str, dict]:
-    found = {}
-    for name in chapters:
-        folder = latest_run(name, profile)
-        if folder is not None:
-            found[name] = json.loads((folder / "result.json").read_text())
-    return found
-
-
 def recorded_results(root: Path | None = None) -> dict[tuple[str, str], dict]:
     """Runs kept under ``results/<chapter>/<profile>.json`` (e.g. paper-profile runs on a GPU)."""
     root = root or project_root()
     out = {}
     for path in sorted((root / "results").glob("*/*.json")):
         if path.stem in PROFILES:
-            out[(path.parent.name, path.stem)] = json.loads(path.read_text())
+            out[(path.parent.name, path.stem)] = RunRecord.load(path).to_json()
     return out
-
-
-def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str) -> str:
-    results = _results(chapters, profile)
-    recorded = recorded_results()
-    lines = [
-        "# Scorecard",
-        "",
-        "Every claim the book tests, with the paper's value, what this book measured and the",
-        "verdict the chapter's code computed from it. Evidence labels: **[V]** read in the primary",
-        "source, **[S]** second-hand, **[U]** unverified (see {doc}`../intro`).",
-        "",
-        f"Live runs on this page are at the **{profile}** profile.",
-        "",
-    ]
-    counts: dict[str, int] = {}
-    for name, spec in chapters.items():
-        result = results.get(name)
-        lines += [f"## {spec.title}", ""]
-        if result is None:
-            lines += [f"*No {profile}-profile run of this chapter yet.*", ""]
-            continue
-        lines += [f"Chapter: {{doc}}`../chapters/{name}`", "",
-                  "| claim | paper | evidence | measured here | verdict |",
-                  "|---|---|---|---|---|"]
-        for c in result["claims"]:
-            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
-            lines.append(f"| {_cell(c['statement'])} | {_cell(c['paper_value'])} | [{c['evidence']}] "
-                         f"{_cell(c['source'])} | {_cell(c['measured'])} | "
-                         f"{VERDICT_MARK.get(c['verdict'], c['verdict'])} |")
-        lines.append("")
-        for (chapter, rec_profile), rec in recorded.items():
-            if chapter == name and rec_profile == "paper" and rec_profile != profile:
-                lines += [f"Recorded **{rec_profile}**-profile run ({rec.get('finished', '?')}, "
-                          f"device {rec.get('device', '?')}):", "",
-                          "| claim | measured | verdict |", "|---|---|---|"]
-                lines += [f"| {_cell(c['statement'])} | {_cell(c['measured'])} | "
-                          f"{VERDICT_MARK.get(c['verdict'], c['verdict'])} |" for c in rec["claims"]]
-                lines.append("")
-    summary = ", ".join(f"{VERDICT_MARK.get(v, v)}: {n}" for v, n in sorted(counts.items()))
-    lines[8:8] = [f"**In all:** {summary or 'no claims yet'}.", ""]
-    return "\n".join(lines) + "\n"
 
 
 def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
@@ -111,7 +53,7 @@ def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
             folder = latest_run(name, profile)
             if folder is None:
                 continue
-            r = json.loads((folder / "result.json").read_text())
+            r = RunRecord.load(folder / "result.json").to_json()
             overhead = r["runtime_s"] - r["notebook_runtime_s"]
             lines.append(f"| {name} | {profile} | {r['runtime_s']:.1f} | {r['notebook_runtime_s']:.1f} | "
                          f"{overhead:.1f} | {r['peak_memory_mb']:.0f} | {r['threads']} | {r['device']} | "
@@ -147,7 +89,29 @@ def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
         users = ", ".join(f"{{doc}}`../chapters/{c}`" for c in used.get(name, [])) or "—"
         lines.append(f"| **{_cell(ds.title)}** (`{name}`, {len(ds.files)} files) | {users} | "
                      f"{_cell(ds.licence)} | {_cell(ds.citation)} |")
+    lines += pretrained_models_markdown()
     return "\n".join(lines) + "\n"
+
+
+def pretrained_models_markdown() -> list[str]:
+    """The "Pretrained models" section of the data page: one row per entry of ``models.PRETRAINED``."""
+    from embrepro.models import PRETRAINED
+
+    lines = [
+        "",
+        "## Pretrained models",
+        "",
+        "The book's pretrained models come from pinned pip packages. Before use, `embrepro.models`",
+        "checks each file below against its sha256 and refuses a file that differs.",
+        "",
+        "| model | package | files (sha256) | licence | cite |",
+        "|---|---|---|---|---|",
+    ]
+    for model in PRETRAINED:
+        files = "; ".join(f"`{path}` `{sha}`" for path, sha in model.files)
+        lines.append(f"| **{_cell(model.name)}** | `{model.requirement}` | {files} | "
+                     f"{_cell(model.licence)} | {_cell(model.citation)} |")
+    return lines
 
 
 def in_book_order(chapters: dict[str, ChapterSpec], root: Path) -> dict[str, ChapterSpec]:
@@ -178,7 +142,7 @@ def assemble(profile: str = "book", root: Path | None = None) -> list[str]:
         shutil.copyfile(latest_run(name, profile) / f"{name}.ipynb", out / f"{name}.ipynb")
     generated = root / "book" / "generated"
     generated.mkdir(parents=True, exist_ok=True)
-    (generated / "scorecard.md").write_text(scorecard_markdown(chapters, profile))
+    (generated / "scorecard.md").write_text(scorecard_markdown(chapters, profile, figure_dir=generated))
     (generated / "run-report.md").write_text(run_report_markdown(chapters))
     (generated / "data.md").write_text(data_markdown(chapters))
     return list(chapters)

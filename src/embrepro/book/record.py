@@ -229,3 +229,39 @@ def same_number(a, b, rel: float = 1e-9) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
     return math.isclose(a, b, rel_tol=rel, abs_tol=0.0) or a == b
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    return same_number(a, b)
+
+
+# Fields of a claim or check compared between two runs; "ratio" claims (speed, size) are
+# compared on their displayed outcome only, because their measured ratios are timings.
+COMPARED_FIELDS = ("outcome", "computed_outcome", "measured", "estimate", "interval")
+
+
+def record_differences(first: RunRecord, second: RunRecord) -> list[str]:
+    """Every metric, claim and check of two runs that differs, one line each (empty: the same).
+
+    Metrics must agree to 1e-9 relative; claims and checks on :data:`COMPARED_FIELDS`, except
+    those of kind ``ratio`` (outcome only). Timings are never compared."""
+    lines = []
+    for name in sorted(set(first.metrics) | set(second.metrics)):
+        if name not in first.metrics or name not in second.metrics:
+            lines.append(f"metric {name}: only in the {'first' if name in first.metrics else 'second'} run")
+        elif not same_number(first.metrics[name], second.metrics[name]):
+            lines.append(f"metric {name}: {first.metrics[name]!r} != {second.metrics[name]!r}")
+    for section in ("claims", "checks"):
+        a = {item["id"]: item for item in getattr(first, section)}
+        b = {item["id"]: item for item in getattr(second, section)}
+        for ident in sorted(set(a) | set(b)):
+            if ident not in a or ident not in b:
+                lines.append(f"{section[:-1]} {ident}: only in the {'first' if ident in a else 'second'} run")
+                continue
+            compared = ("outcome",) if a[ident].get("kind") == "ratio" else COMPARED_FIELDS
+            for key in compared:
+                if not _same_value(a[ident].get(key), b[ident].get(key)):
+                    lines.append(f"{section[:-1]} {ident} {key}: {a[ident].get(key)!r} != {b[ident].get(key)!r}")
+    return lines

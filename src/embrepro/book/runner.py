@@ -7,39 +7,63 @@ A chapter is a notebook ``notebooks/<part>/<name>.ipynb`` with a spec ``<name>.y
     artefacts: [vectors.kv]                      # files it leaves for other chapters
     needs:                                       # parameter -> another chapter's artefact
       word2vec_vectors: word2vec/vectors.kv
-    timeout_s: {smoke: 120, book: 600, paper: 14400}   # per cell
+    timeout_s: {smoke: 120, book: 600, paper: 14400}   # per cell, positive integers
+    parameters:                                  # checks a default value cannot express
+      epochs: {min: 1}
+      subsample: {gt: 0, lt: 1}
+      corpus_tokens: {type: int, min: 1000, nullable: true}
+      lexicons: {choices: [ppdb-xl, wordnet-synonyms]}   # for a list: each item
     profiles:                                    # papermill parameters per profile
       smoke: {corpus_tokens: 100000}
       book: {}                                   # the parameters cell holds the book values
       paper: {corpus_tokens: null}
 
-A run goes to ``_runs/<chapter>/<profile>-<key>/`` where ``key`` hashes the notebook's cells, the
-resolved parameters, the helper package's source, the data sets' checksums, the library versions
-and the keys of the chapters it needs. The folder appears only when the run succeeded (it is
-executed in a temporary folder and renamed), so an interrupted or failed run is never a cache
-hit; a failed run is kept as ``_runs/<chapter>/failed-<profile>-<time>/`` for inspection.
+Parameters are checked before any kernel starts: the type of the default (a parameter whose
+default is ``None`` must declare ``type``), ``null`` only where the default is ``None`` or the
+declaration says ``nullable: true``, no NaN or infinity for floats, and the declared ranges
+(``min``/``max`` inclusive, ``gt``/``lt`` strict) and ``choices``. A chapter whose ``.yml`` or
+notebook cannot be read is *broken*: :func:`discover` collects it with its problem, the other
+chapters still run, and any command that touches it stops with exit status 2.
 
-``result.json`` in a run folder::
+**The cache key** (:func:`key_components`) covers exactly: the notebook's cells; the resolved
+parameters (except those the runner fills with upstream paths); the source of every ``embrepro``
+module the notebook imports, followed through the modules' own imports (absolute, relative,
+aliased, inside functions; parent packages included), each by dotted name and sha256; the data
+sets' checksums; the sha256 of every upstream artefact file the chapter reads (the upstream
+run's *output*, so a forced upstream run with new output re-runs its dependants); the versions of
+:data:`KEY_LIBRARIES`; the thread count (:func:`embrepro.paths.threads`); and
+:data:`KEY_FORMAT`. The runner's own source and the rest of the book wing are not in it: change
+:data:`KEY_FORMAT` when the meaning of a key changes.
 
-    {"chapter": "word2vec", "profile": "book", "cache_key": "3f2a...", "status": "ok",
-     "parameters": {...}, "claims": [...], "metrics": {...},
-     "runtime_s": 201.3, "notebook_runtime_s": 196.0, "peak_memory_mb": 1450.2,
-     "device": "cpu", "threads": 2, "versions": {"python": "3.11.7", "torch": "2.13.0+cpu", ...},
-     "started": "2026-11-22T06:01:02Z", "finished": "2026-11-22T06:04:23Z"}
+A run goes to ``_runs/<chapter>/<profile>-<key[:16]>/`` holding the executed notebook and
+``result.json`` (a :class:`embrepro.book.record.RunRecord`, with the key's components and the
+sha256 of each artefact). The folder appears only when the run succeeded (it is executed in a
+``.tmp-*`` folder and renamed; of two identical runs finishing at once the first wins), so an
+interrupted or failed run is never a hit; a failed run is kept as ``failed-<profile>-<time>/``.
+A hit is served only after the folder is validated (the record parses, is the current format,
+has this key, and its artefacts exist with their recorded sha256); otherwise one log line says
+why and the chapter runs again. A hit writes nothing except the ``latest-<profile>.json``
+pointer, which is skipped with a warning when the folder is read-only.
+
+Kernels start with ``PYTHONHASHSEED=0`` and the thread counts of numeric libraries pinned to
+:func:`embrepro.paths.threads` (not to ``--jobs``), so that a chapter gives the same metrics at
+the same parameters on the same machine.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import errno
 import hashlib
 import json
+import math
+import multiprocessing
 import os
 import platform
-import re
 import shutil
 import sys
 import time
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,17 +72,38 @@ from pathlib import Path
 
 import yaml
 
-from embrepro.paths import project_root
+from embrepro.book.record import (CHAPTER_FILE, PROFILES, RUN_FILE, RecordError, RunRecord,
+                                  read_chapter_result, record_differences)
+from embrepro.paths import project_root, threads
 
-PROFILES = ("smoke", "book", "paper")
-RUNNER_FORMAT = 1
+KEY_FORMAT = 2  # change when what a key means changes (the runner's source is not in the key)
 KEY_LIBRARIES = ("torch", "gensim", "sentence-transformers", "transformers", "numpy", "scipy",
-                 "scikit-learn", "papermill")
+                 "scikit-learn", "faiss-cpu", "hnswlib", "papermill")
 RESERVED = {"profile"}
+DEFAULT_TIMEOUT_S = {"smoke": 300, "book": 1800, "paper": 86400}
+SPEC_KEYS = {"title", "data", "artefacts", "needs", "timeout_s", "parameters", "profiles"}
+RULE_KEYS = {"type", "nullable", "min", "max", "gt", "lt", "choices"}
+RULE_TYPES = {"int": 0, "float": 0.0, "str": "", "bool": False}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "EMBREPRO_THREADS")
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/embrepro
+PACKAGE = PACKAGE_DIR.name
 
 
-class ParameterError(ValueError):
-    """An unknown parameter name, or a value of the wrong type. Nothing has been run."""
+class UsageError(ValueError):
+    """Bad input or a bad set-up, found before anything runs (the CLI exits with status 2)."""
+
+
+class ParameterError(UsageError):
+    """An unknown parameter name, or a value of the wrong type or out of range."""
+
+
+class ChapterError(UsageError):
+    """A chapter's ``.yml`` or notebook cannot be read; the message names the file."""
+
+
+class NotWritable(UsageError):
+    """A folder the runner must write to is read-only."""
 
 
 class ChapterFailed(RuntimeError):
@@ -66,7 +111,7 @@ class ChapterFailed(RuntimeError):
 
 
 # --------------------------------------------------------------------------------------------
-# Chapters and their parameters
+# Parameters: defaults from the notebook, declarations from the .yml
 # --------------------------------------------------------------------------------------------
 
 def parameters_cell(notebook: dict) -> dict:
@@ -94,6 +139,47 @@ def parameter_defaults(notebook: dict) -> dict:
     return defaults
 
 
+@dataclass(frozen=True)
+class ParameterRule:
+    """What a ``.yml`` declares about one parameter (``parameters: {name: {...}}``).
+
+    ``type`` (int, float, str, bool; for a list parameter, its items' type) is required where the
+    default is ``None``; ``nullable`` lets ``null`` through; ``min``/``max`` are inclusive and
+    ``gt``/``lt`` strict bounds; ``choices`` the allowed values. For lists, every item is checked.
+    """
+
+    type: str | None = None
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+
+    @classmethod
+    def from_yaml(cls, name: str, raw, where: str) -> "ParameterRule":
+        if not isinstance(raw, dict):
+            raise ChapterError(f"{where}: parameters.{name} must be a mapping such as {{min: 1}}, got {raw!r}")
+        unknown = set(raw) - RULE_KEYS
+        if unknown:
+            raise ChapterError(f"{where}: parameters.{name} has unknown keys {sorted(unknown)}; "
+                               f"use {sorted(RULE_KEYS)}")
+        if raw.get("type") is not None and raw["type"] not in RULE_TYPES:
+            raise ChapterError(f"{where}: parameters.{name}.type must be one of {sorted(RULE_TYPES)}")
+        for bound in ("min", "max", "gt", "lt"):
+            value = raw.get(bound)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ChapterError(f"{where}: parameters.{name}.{bound} must be a number, got {value!r}")
+        choices = raw.get("choices")
+        if choices is not None and not isinstance(choices, list):
+            raise ChapterError(f"{where}: parameters.{name}.choices must be a list")
+        if not isinstance(raw.get("nullable", False), bool):
+            raise ChapterError(f"{where}: parameters.{name}.nullable must be true or false")
+        return cls(type=raw.get("type"), nullable=raw.get("nullable", False), min=raw.get("min"),
+                   max=raw.get("max"), gt=raw.get("gt"), lt=raw.get("lt"),
+                   choices=tuple(choices) if choices is not None else None)
+
+
 def _type_name(value) -> str:
     return "None" if value is None else type(value).__name__
 
@@ -113,38 +199,77 @@ def _parse(text: str):
     return value
 
 
-def coerce(name: str, value, default, where: str):
-    """Check ``value`` against the type of ``default``; strings from the command line are parsed."""
-    if isinstance(value, str) and not isinstance(default, str):
+def _check_leaf(name: str, value, template, rule: ParameterRule, where: str):
+    """One scalar against the type of ``template`` (None: any type) and the rule's bounds."""
+    if isinstance(value, str) and template is not None and not isinstance(template, str):
         value = _parse(value)
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
+    if template is None or isinstance(template, (list, tuple)):
+        ok = True
+    elif isinstance(template, bool):
         ok = isinstance(value, bool)
-    elif isinstance(default, int):
+    elif isinstance(template, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
+    elif isinstance(template, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, (list, tuple)):
-        ok = isinstance(value, (list, tuple))
-        if ok and default:
-            value = [coerce(f"{name}[{i}]", item, default[0], where) for i, item in enumerate(value)]
-        value = list(value) if ok else value
     else:
-        ok = isinstance(value, type(default))
+        ok = isinstance(value, type(template))
     if not ok:
-        raise ParameterError(
-            f"{where}: parameter {name!r} expects {_type_name(default)} (default {default!r}), "
-            f"got {value!r} ({_type_name(value)})"
-        )
+        raise ParameterError(f"{where}: parameter {name!r} expects {_type_name(template)}, "
+                             f"got {value!r} ({_type_name(value)})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParameterError(f"{where}: parameter {name!r} must be a finite number, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for bound, fails, words in (("min", lambda v, b: v < b, "at least"), ("max", lambda v, b: v > b, "at most"),
+                                    ("gt", lambda v, b: v <= b, "greater than"),
+                                    ("lt", lambda v, b: v >= b, "less than")):
+            limit = getattr(rule, bound)
+            if limit is not None and fails(value, limit):
+                raise ParameterError(f"{where}: parameter {name!r} must be {words} {limit}, got {value!r}")
+    if rule.choices is not None and value not in rule.choices:
+        raise ParameterError(f"{where}: parameter {name!r} must be one of {list(rule.choices)}, got {value!r}")
     return value
 
 
+def _check_value(name: str, value, template, rule: ParameterRule, where: str):
+    if isinstance(template, (list, tuple)):
+        if isinstance(value, str):
+            value = _parse(value)
+        if not isinstance(value, (list, tuple)):
+            raise ParameterError(f"{where}: parameter {name!r} expects a list (default {template!r}), "
+                                 f"got {value!r} ({_type_name(value)})")
+        item = template[0] if template else (RULE_TYPES[rule.type] if rule.type else None)
+        return [_check_value(f"{name}[{i}]", v, item, rule, where) for i, v in enumerate(value)]
+    if value is None or (isinstance(value, str) and template is not None and not isinstance(template, str)
+                         and _parse(value) is None):
+        raise ParameterError(f"{where}: parameter {name!r} may not be null")
+    return _check_leaf(name, value, template, rule, where)
+
+
+def coerce(name: str, value, default, where: str, rule: ParameterRule | None = None):
+    """Check ``value`` against the type of ``default`` (or the declared type) and the declared
+    rule; strings from the command line are parsed. Returns the value, floats as floats."""
+    rule = rule or ParameterRule()
+    template = default if default is not None else (RULE_TYPES[rule.type] if rule.type else None)
+    nullable = default is None or rule.nullable
+    is_null = value is None or (isinstance(value, str) and not isinstance(template, str) and value.strip()
+                                in ("null", "None", "~"))
+    if is_null:
+        if not nullable:
+            raise ParameterError(f"{where}: parameter {name!r} may not be null (default {default!r}; "
+                                 f"declare `nullable: true` under parameters: in the .yml to allow it)")
+        return None
+    return _check_value(name, value, template, rule, where)
+
+
+# --------------------------------------------------------------------------------------------
+# Chapters
+# --------------------------------------------------------------------------------------------
+
 @dataclass
 class ChapterSpec:
+    """One chapter: its ``.yml`` and its notebook's parameter defaults (see the module docstring)."""
+
     name: str
     notebook: Path
     title: str
@@ -154,36 +279,102 @@ class ChapterSpec:
     profiles: dict[str, dict]
     timeout_s: dict[str, int]
     defaults: dict = field(repr=False, default_factory=dict)
+    rules: dict[str, ParameterRule] = field(repr=False, default_factory=dict)
 
     @classmethod
     def load(cls, spec_path: Path) -> "ChapterSpec":
-        spec = yaml.safe_load(spec_path.read_text()) or {}
-        notebook = spec_path.with_suffix(".ipynb")
-        if not notebook.exists():
-            raise FileNotFoundError(f"{spec_path} has no notebook {notebook.name} beside it")
-        nb = json.loads(notebook.read_text())
-        profiles = spec.get("profiles", {})
+        """Read and check a chapter; :class:`ChapterError` names the file and the problem."""
+        where = str(spec_path)
+        try:
+            spec = yaml.safe_load(spec_path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ChapterError(f"{where}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict):
+            raise ChapterError(f"{where}: must be a mapping of {sorted(SPEC_KEYS)}")
+        unknown = set(spec) - SPEC_KEYS
+        if unknown:
+            raise ChapterError(f"{where}: unknown keys {sorted(unknown)}; a spec has {sorted(SPEC_KEYS)}")
+        for key in ("data", "artefacts"):
+            if not isinstance(spec.get(key, []), list) or not all(isinstance(x, str) for x in spec.get(key, [])):
+                raise ChapterError(f"{where}: {key} must be a list of names")
+        for key in ("needs", "timeout_s", "parameters", "profiles"):
+            if not isinstance(spec.get(key) or {}, dict):
+                raise ChapterError(f"{where}: {key} must be a mapping, not a {type(spec[key]).__name__}")
+        profiles = spec.get("profiles") or {}
         unknown = set(profiles) - set(PROFILES)
         if unknown:
-            raise ParameterError(f"{spec_path}: unknown profiles {sorted(unknown)}; use {PROFILES}")
-        return cls(
+            raise ChapterError(f"{where}: unknown profiles {sorted(unknown)}; use {', '.join(PROFILES)}")
+        for profile, values in profiles.items():
+            if not isinstance(values or {}, dict):
+                raise ChapterError(f"{where}: profiles.{profile} must be a mapping of parameter: value")
+        timeouts = spec.get("timeout_s") or {}
+        for profile, seconds in timeouts.items():
+            if profile not in PROFILES:
+                raise ChapterError(f"{where}: timeout_s names unknown profile {profile!r}")
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+                raise ChapterError(f"{where}: timeout_s.{profile} must be a positive whole number of "
+                                   f"seconds, got {seconds!r}")
+        needs = spec.get("needs") or {}
+        for param, target in needs.items():
+            if not isinstance(target, str) or "/" not in target:
+                raise ChapterError(f"{where}: needs.{param} must be 'chapter/artefact', got {target!r}")
+
+        notebook = spec_path.with_suffix(".ipynb")
+        if not notebook.exists():
+            raise ChapterError(f"{where} has no notebook {notebook.name} beside it")
+        try:
+            nb = json.loads(notebook.read_text())
+            defaults = parameter_defaults(nb)
+        except ValueError as exc:  # JSONDecodeError, ParameterError
+            raise ChapterError(f"{notebook}: not a readable notebook: {exc}") from None
+        except (KeyError, TypeError, SyntaxError) as exc:
+            raise ChapterError(f"{notebook}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+        for param in needs:
+            if param not in defaults:
+                raise ChapterError(f"{where}: needs.{param} is not a parameter of {notebook.name}")
+        rules = {}
+        for name, raw in (spec.get("parameters") or {}).items():
+            if name not in defaults:
+                raise ChapterError(f"{where}: parameters.{name} is not a parameter of {notebook.name}")
+            rules[name] = ParameterRule.from_yaml(name, raw, where)
+        untyped = [n for n, v in defaults.items() if v is None and not (n in rules and rules[n].type)]
+        if untyped:
+            raise ChapterError(f"{where}: parameters whose default is None need a declared type "
+                               f"(parameters: {{{untyped[0]}: {{type: int}}}}): {', '.join(untyped)}")
+        try:
+            for name, rule in rules.items():  # the defaults themselves must meet the declarations
+                if defaults[name] is not None:
+                    coerce(name, defaults[name], defaults[name], f"{notebook} parameters cell", rule)
+        except ParameterError as exc:
+            raise ChapterError(str(exc)) from None
+        chapter = cls(
             name=spec_path.stem,
             notebook=notebook,
             title=spec.get("title", spec_path.stem),
             data=list(spec.get("data", [])),
             artefacts=list(spec.get("artefacts", [])),
-            needs=dict(spec.get("needs", {})),
+            needs=dict(needs),
             profiles={p: dict(profiles.get(p) or {}) for p in PROFILES},
-            timeout_s={**{"smoke": 300, "book": 1800, "paper": 86400}, **spec.get("timeout_s", {})},
-            defaults=parameter_defaults(nb),
+            timeout_s={**DEFAULT_TIMEOUT_S, **timeouts},
+            defaults=defaults,
+            rules=rules,
         )
+        try:
+            for profile in PROFILES:  # every profile's values are checked when the chapter is read
+                chapter.resolve(profile)
+        except ParameterError as exc:
+            raise ChapterError(str(exc)) from None
+        return chapter
 
     def resolve(self, profile: str, overrides: dict[str, str] | None = None) -> dict:
         """Parameters for a run: the cell's defaults, then the profile's values, then overrides."""
         if profile not in PROFILES:
             raise ParameterError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         params = dict(self.defaults)
-        for source, values in ((f"{self.name}.yml profile {profile!r}", self.profiles[profile]),
+        for source, values in ((f"{self.notebook.with_suffix('.yml')} profile {profile!r}", self.profiles[profile]),
                                ("command line", overrides or {})):
             for name, value in values.items():
                 if name not in self.defaults:
@@ -194,23 +385,42 @@ class ChapterSpec:
                     raise ParameterError(f"set the profile with --profile, not -p {name}=...")
                 if name in self.needs and source == "command line":
                     raise ParameterError(f"{name!r} is provided by the runner from {self.needs[name]}")
-                params[name] = coerce(name, value, self.defaults[name], source)
+                params[name] = coerce(name, value, self.defaults[name], source, self.rules.get(name))
         if "profile" in self.defaults:
             params["profile"] = profile
         return params
 
 
-def discover(root: Path | None = None) -> dict[str, ChapterSpec]:
-    """Every chapter under ``notebooks/``: a ``.yml`` spec with a notebook of the same name."""
+class Chapters(dict):
+    """The chapters that load (name -> :class:`ChapterSpec`), and in ``broken`` those that do
+    not (name -> the problem, naming the file)."""
+
+    def __init__(self, *args, broken: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.broken = dict(broken or {})
+
+
+def discover(root: Path | None = None) -> Chapters:
+    """Every chapter under ``notebooks/``: a ``.yml`` spec with a notebook of the same name.
+
+    A chapter that cannot be read does not stop the others: it goes to ``.broken`` with its
+    problem (and two chapters with one name are both broken)."""
     root = root or project_root()
-    chapters = {}
+    chapters, broken, paths = Chapters(), {}, {}
     for spec_path in sorted((root / "notebooks").rglob("*.yml")):
         if "_scratch" in spec_path.parts or ".ipynb_checkpoints" in spec_path.parts:
             continue
-        spec = ChapterSpec.load(spec_path)
-        if spec.name in chapters:
-            raise ValueError(f"two chapters are called {spec.name!r}")
-        chapters[spec.name] = spec
+        name = spec_path.stem
+        if name in paths:
+            broken[name] = f"{spec_path} and {paths[name]}: two chapters are called {name!r}"
+            chapters.pop(name, None)
+            continue
+        paths[name] = spec_path
+        try:
+            chapters[name] = ChapterSpec.load(spec_path)
+        except (ChapterError, OSError, UnicodeDecodeError) as exc:
+            broken[name] = str(exc)
+    chapters.broken = broken
     return chapters
 
 
@@ -218,52 +428,123 @@ def discover(root: Path | None = None) -> dict[str, ChapterSpec]:
 # The content key
 # --------------------------------------------------------------------------------------------
 
-def _notebook_fingerprint(path: Path) -> str:
-    cells = json.loads(path.read_text())["cells"]
-    content = [(c["cell_type"], "".join(c["source"]), c.get("metadata", {}).get("tags", [])) for c in cells]
-    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-_EMBREPRO_IMPORT = re.compile(r"^\s*(?:from\s+embrepro(?:\.(\w+))?\s+import\s+([\w, ()]+)|import\s+embrepro\.(\w+))",
-                              re.MULTILINE)
+def module_file(dotted: str) -> Path | None:
+    """The file of an ``embrepro`` module by dotted name: ``a/b.py`` or the package ``a/b/__init__.py``."""
+    parts = dotted.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    if len(parts) > 1 and base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
 
 
-def _imported_modules(source: str, package: Path) -> set[str]:
-    """Names of the embrepro modules a piece of source imports (``from embrepro import data``,
-    ``from embrepro.claims import ...``, ``import embrepro.models``)."""
-    found = set()
-    for submodule, names, plain in _EMBREPRO_IMPORT.findall(source):
-        if submodule or plain:
-            found.add(submodule or plain)
-        else:  # from embrepro import a, b
-            found.update(n.strip() for n in names.replace("(", "").replace(")", "").split(",")
-                         if (package / f"{n.strip()}.py").exists())
-    return found
+def _code_to_parse(source: str) -> str:
+    """Notebook cell source as Python: IPython magics and shell escapes turned into calls."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # pragma: no cover - IPython comes with the notebook toolchain
+        return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    return TransformerManager().transform_cell(source)
+
+
+def imported_modules(source: str, module: str | None = None) -> set[str]:
+    """Dotted names of the ``embrepro`` modules that ``source`` imports, anywhere in it.
+
+    Covers ``import embrepro.x [as y]``, ``from embrepro import x [as y]`` (``x`` a module file or
+    a package folder), ``from embrepro.x.y import z``, imports inside functions, relative imports
+    (``from .data import f``, resolved against ``module``, the dotted name of the module whose
+    source this is), and ``importlib.import_module("embrepro.x")`` with a literal name. Raises
+    SyntaxError when the source does not parse."""
+    tree = ast.parse(source)
+    if module is None:
+        package = PACKAGE
+    else:
+        path = module_file(module)
+        package = module if path is not None and path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == PACKAGE)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                if node.level - 1 >= len(parts):
+                    continue
+                base = ".".join(parts[:len(parts) - (node.level - 1)])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            if base.split(".")[0] != PACKAGE:
+                continue
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}"))
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str) and node.args[0].value.split(".")[0] == PACKAGE
+              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                   or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__")))):
+            found.add(node.args[0].value)
+    return {name for name in found if module_file(name) is not None}
+
+
+def _science_modules() -> set[str]:
+    """Every module of the package outside the book wing (the fallback when source cannot be parsed)."""
+    names = set()
+    for path in PACKAGE_DIR.rglob("*.py"):
+        rel = path.relative_to(PACKAGE_DIR).with_suffix("")
+        if rel.parts[0] == "book":
+            continue
+        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        names.add(".".join((PACKAGE, *parts)))
+    return names
+
+
+def package_modules(notebook_source: str | None = None) -> dict[str, str]:
+    """The ``embrepro`` modules a chapter depends on, dotted name -> sha256 of the file.
+
+    With ``notebook_source`` (the notebook's code cells joined): the modules it imports, followed
+    through their own imports, with every parent package (importing ``embrepro.data.corpora``
+    runs ``embrepro/__init__.py`` and ``embrepro/data/__init__.py``). Without it, or when the
+    source does not parse, every module outside the book wing (a key that can only over-run)."""
+    if notebook_source is None:
+        todo = _science_modules()
+    else:
+        try:
+            todo = imported_modules(notebook_source)
+        except SyntaxError:
+            todo = _science_modules()
+    modules: dict[str, str] = {}
+    while todo:
+        name = todo.pop()
+        if name in modules:
+            continue
+        path = module_file(name)
+        if path is None:
+            continue
+        modules[name] = file_sha256(path)
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.add(parent)
+        try:
+            todo |= imported_modules(path.read_text(), name)
+        except SyntaxError:
+            pass  # the notebook will fail on it; its hash is in the key already
+    return dict(sorted(modules.items()))
 
 
 def package_fingerprint(notebook_source: str | None = None) -> str:
-    """A hash of the helper-package source a chapter depends on.
-
-    With ``notebook_source``, only the modules the notebook imports, followed through their own
-    ``embrepro`` imports, plus ``runner.py``, ``paths.py`` and ``__init__.py``; without it, every
-    module. Editing a module re-runs only the chapters that use it.
-    """
-    package = Path(__file__).resolve().parent.parent
-    if notebook_source is None:
-        modules = {p.stem for p in package.glob("*.py")}
-    else:
-        modules, todo = {"runner", "paths", "__init__"}, _imported_modules(notebook_source, package)
-        while todo:
-            name = todo.pop()
-            if name in modules or not (package / f"{name}.py").exists():
-                continue
-            modules.add(name)
-            todo |= _imported_modules((package / f"{name}.py").read_text(), package)
-    digest = hashlib.sha256()
-    for name in sorted(modules):
-        digest.update(name.encode())
-        digest.update((package / f"{name}.py").read_bytes())
-    return digest.hexdigest()
+    """One hash of :func:`package_modules` (names and contents)."""
+    return hashlib.sha256(json.dumps(package_modules(notebook_source), sort_keys=True).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -276,28 +557,90 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _notebook_code(path: Path) -> str:
-    cells = json.loads(path.read_text())["cells"]
-    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+def _notebook_cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
 
 
-def cache_key(spec: ChapterSpec, params: dict, dependency_keys: dict[str, str]) -> str:
+def _notebook_fingerprint(path: Path) -> str:
+    content = [(c["cell_type"], "".join(c["source"]), c.get("metadata", {}).get("tags", []))
+               for c in _notebook_cells(path)]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+def notebook_code(path: Path) -> str:
+    """The notebook's code cells as one Python source (magics turned into calls)."""
+    return "\n".join(_code_to_parse("".join(c["source"])) for c in _notebook_cells(path)
+                     if c["cell_type"] == "code")
+
+
+def key_components(spec: ChapterSpec, params: dict, upstream: dict[str, dict]) -> dict:
+    """Everything a run's result depends on (see the module docstring); stored in result.json.
+
+    ``upstream`` maps each ``needs`` parameter to ``{"from": "chapter/artefact", "sha256":
+    {file: sha256}}`` for the artefact file and its side files (``vectors.kv.vectors.npy``)."""
     from embrepro.data import dataset_fingerprints
 
-    content = {
-        "format": RUNNER_FORMAT,
+    return {
+        "format": KEY_FORMAT,
         "notebook": _notebook_fingerprint(spec.notebook),
         "parameters": {k: v for k, v in sorted(params.items()) if k not in spec.needs},
-        "package": package_fingerprint(_notebook_code(spec.notebook)),
+        "package": package_modules(notebook_code(spec.notebook)),
         "data": dataset_fingerprints(spec.data),
-        "needs": dependency_keys,
+        "upstream": upstream,
         "versions": library_versions(),
+        "threads": threads(),
     }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def key_of(components: dict) -> str:
+    return hashlib.sha256(json.dumps(components, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(spec: ChapterSpec, params: dict, upstream: dict[str, dict]) -> str:
+    return key_of(key_components(spec, params, upstream))
+
+
+def explain_change(old: dict, new: dict) -> list[str]:
+    """What differs between two runs' key components, one phrase per input."""
+    if not old:
+        return ["the newest run records no key components (it predates them)"]
+    reasons = []
+    if old.get("format") != new.get("format"):
+        reasons.append(f"key format {old.get('format')} -> {new.get('format')}")
+    if old.get("notebook") != new.get("notebook"):
+        reasons.append("notebook changed")
+
+    def changed(section: str) -> list[str]:
+        a, b = old.get(section) or {}, new.get(section) or {}
+        out = []
+        for name in sorted(set(a) | set(b)):
+            if name not in a:
+                out.append(f"{name} (new)")
+            elif name not in b:
+                out.append(f"{name} (no longer used)")
+            elif a[name] != b[name]:
+                out.append(name)
+        return out
+
+    params = []
+    a, b = old.get("parameters") or {}, new.get("parameters") or {}
+    for name in sorted(set(a) | set(b)):
+        if a.get(name, "<unset>") != b.get(name, "<unset>"):
+            params.append(f"{name}: {a.get(name, '<unset>')!r} -> {b.get(name, '<unset>')!r}")
+    if params:
+        reasons.append("parameters " + "; ".join(params))
+    for section, label in (("package", "package modules"), ("data", "data sets"),
+                           ("upstream", "upstream artefacts"), ("versions", "library versions")):
+        names = changed(section)
+        if names:
+            reasons.append(f"{label} {', '.join(names)}")
+    if old.get("threads") != new.get("threads"):
+        reasons.append(f"threads {old.get('threads')} -> {new.get('threads')}")
+    return reasons or ["inputs unchanged, but the key differs"]
 
 
 # --------------------------------------------------------------------------------------------
-# Running
+# Run folders
 # --------------------------------------------------------------------------------------------
 
 @dataclass
@@ -311,6 +654,17 @@ class RunOutcome:
     message: str = ""
 
 
+@dataclass
+class Decision:
+    """What ``run --dry-run`` says about one chapter: ``hit`` or ``run``, and why."""
+
+    chapter: str
+    profile: str
+    action: str            # "hit" or "run"
+    reasons: list[str]
+    folder: Path | None = None
+
+
 def runs_dir() -> Path:
     return Path(os.environ.get("EMBREPRO_RUNS", project_root() / "_runs"))
 
@@ -322,37 +676,149 @@ def run_folder(chapter: str, profile: str, key: str) -> Path:
 def latest_run(chapter: str, profile: str) -> Path | None:
     """The folder of the newest successful run of a chapter at a profile, if any."""
     pointer = runs_dir() / chapter / f"latest-{profile}.json"
-    if not pointer.exists():
+    try:
+        folder = runs_dir() / chapter / json.loads(pointer.read_text())["folder"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    folder = runs_dir() / chapter / json.loads(pointer.read_text())["folder"]
-    return folder if (folder / "result.json").exists() else None
+    return folder if (folder / RUN_FILE).exists() else None
+
+
+def latest_record(chapter: str, profile: str) -> RunRecord | None:
+    """The :class:`RunRecord` of the newest run at a profile; None if there is none or it is unreadable."""
+    folder = latest_run(chapter, profile)
+    if folder is None:
+        return None
+    try:
+        return RunRecord.load(folder / RUN_FILE)
+    except RecordError:
+        return None
+
+
+def artefact_hashes(folder: Path, artefacts: list[str]) -> dict[str, str]:
+    """sha256 of each declared artefact and of its side files (``vectors.kv.vectors.npy``)."""
+    hashes = {}
+    for name in artefacts:
+        for path in sorted(folder.glob(f"{name}*")):
+            if path.is_file() and (path.name == name or path.name.startswith(name + ".")):
+                hashes[path.name] = file_sha256(path)
+    return hashes
+
+
+def check_run(folder: Path, key: str, spec: ChapterSpec) -> str | None:
+    """Why ``folder`` cannot serve as a hit for ``key`` (None when it can)."""
+    if not (folder / RUN_FILE).exists():
+        return "no run" if not folder.exists() else f"{RUN_FILE} is missing"
+    try:
+        record = RunRecord.load(folder / RUN_FILE, upgrade=False)
+    except RecordError as exc:
+        return str(exc)
+    if record.cache_key != key:
+        return f"{folder / RUN_FILE} records key {record.cache_key[:16]}, not {key[:16]}"
+    if not (folder / f"{spec.name}.ipynb").exists():
+        return f"the executed notebook {spec.name}.ipynb is missing"
+    undeclared = [a for a in spec.artefacts if a not in record.artefacts]
+    if undeclared:
+        return f"no recorded hash for artefact {', '.join(undeclared)}"
+    for name, expected in record.artefacts.items():
+        path = folder / name
+        if not path.is_file():
+            return f"artefact {name} is missing"
+        if file_sha256(path) != expected:
+            return f"artefact {name} does not match its recorded sha256"
+    return None
+
+
+def _writable(path: Path) -> bool:
+    """Whether ``path`` (or, if it does not exist yet, its nearest existing parent) is writable."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_work_folders(root: Path | None = None) -> list[Path]:
+    """``.tmp-*`` run folders (and ``*.old<pid>`` leftovers of a forced run) whose process is gone."""
+    root = root or runs_dir()
+    stale = []
+    for path in sorted(root.glob("*/.tmp-*")) + sorted(root.glob("*/*.old*")):
+        if not path.is_dir():
+            continue
+        if path.name.startswith(".tmp-"):
+            parts = path.name.split("-")
+            pid = parts[-2] if len(parts) >= 5 else ""
+        else:
+            pid = path.name.rpartition(".old")[2]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            stale.append(path)
+    return stale
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """Environment variables for the kernels started inside the block: ``PYTHONHASHSEED=0`` and
+    every numeric library's thread count set to :func:`embrepro.paths.threads`."""
+    n = str(threads())
+    wanted = {"PYTHONHASHSEED": "0", **{var: n for var in THREAD_VARIABLES}}
+    saved = {var: os.environ.get(var) for var in wanted}
+    os.environ.update(wanted)
+    try:
+        yield wanted
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# --------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------
+
 class Runner:
     """Runs chapters; see the module docstring. ``log`` receives one line per event."""
 
     def __init__(self, chapters: dict[str, ChapterSpec] | None = None, log=print):
         self.chapters = chapters if chapters is not None else discover()
+        self.broken = getattr(self.chapters, "broken", {})
         self.log = log
 
     # -- planning: everything is checked before anything runs --------------------------------
     def plan(self, names: list[str], profile: str, overrides: dict[str, str]) -> list[list[str]]:
         """Waves of chapters to run: each wave needs only chapters of earlier waves."""
+        broken = [n for n in names if n in self.broken]
+        if broken:
+            raise ChapterError("; ".join(f"chapter {n} is broken: {self.broken[n]}" for n in broken))
         unknown = [n for n in names if n not in self.chapters]
         if unknown:
             raise ParameterError(
                 f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(self.chapters)}")
+        try:
+            threads()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         for name in names:
             self.chapters[name].resolve(profile, overrides)  # raises ParameterError
         wanted: set[str] = set()
 
         def add(name: str, trail: tuple[str, ...]) -> None:
             if name in trail:
-                raise ValueError(f"chapters need each other in a circle: {' -> '.join(trail + (name,))}")
+                raise UsageError(f"chapters need each other in a circle: {' -> '.join(trail + (name,))}")
+            if name in self.broken:
+                raise ChapterError(f"{trail[-1]} needs chapter {name}, which is broken: {self.broken[name]}")
             if name not in self.chapters:
                 raise ParameterError(f"{trail[-1]} needs chapter {name!r}, which does not exist")
             wanted.add(name)
@@ -361,6 +827,13 @@ class Runner:
 
         for name in names:
             add(name, ())
+        for name in wanted:
+            spec = self.chapters[name]
+            for param, target in spec.needs.items():
+                dep, artefact = target.split("/", 1)
+                if artefact not in self.chapters[dep].artefacts:
+                    raise ChapterError(f"{spec.notebook.with_suffix('.yml')}: needs {target}, but "
+                                       f"{dep} does not declare the artefact {artefact}")
         self.preflight_data(sorted(wanted))
         waves, done = [], set()
         while wanted - done:
@@ -372,6 +845,8 @@ class Runner:
 
     def preflight_data(self, names: list[str]) -> None:
         """Find and verify every data file the chapters declare, before any kernel starts."""
+        if not any(self.chapters[n].data for n in names):
+            return
         from embrepro.data import fetch, manifest
 
         for name in names:
@@ -382,62 +857,140 @@ class Runner:
                 for filename in files:
                     fetch(dataset, filename)
 
+    def _upstream(self, spec: ChapterSpec, folders: dict[str, Path]) -> tuple[dict, dict]:
+        """Key components and parameter values for ``spec``'s needs, from upstream run folders."""
+        upstream, paths = {}, {}
+        for param, target in spec.needs.items():
+            dep, artefact = target.split("/", 1)
+            record = RunRecord.load(folders[dep] / RUN_FILE)
+            files = {f: h for f, h in record.artefacts.items() if f == artefact or f.startswith(artefact + ".")}
+            upstream[param] = {"from": target, "sha256": files}
+            final = runs_dir() / spec.name  # the kernel's working folder is a sibling of the run folders
+            paths[param] = os.path.relpath(folders[dep] / artefact, final / "run")
+        return upstream, paths
+
+    def explain(self, names: list[str] | None = None, profile: str = "book",
+                overrides: dict[str, str] | None = None, force: bool = False) -> list[Decision]:
+        """For each chapter (and the chapters it needs), ``hit`` or ``run`` and why. Runs nothing."""
+        names = list(names or self.all_names())
+        overrides = overrides or {}
+        decisions: dict[str, Decision] = {}
+        folders: dict[str, Path] = {}
+        for wave in self.plan(names, profile, overrides):
+            for name in wave:
+                decisions[name] = self._decide(name, profile, overrides if name in names else {},
+                                               decisions, folders, force and name in names)
+        return list(decisions.values())
+
+    def _decide(self, name, profile, overrides, decisions, folders, force) -> Decision:
+        spec = self.chapters[name]
+        params = spec.resolve(profile, overrides)
+        pending = [t.split("/", 1)[0] for t in spec.needs.values()
+                   if decisions[t.split("/", 1)[0]].action == "run"]
+        if pending:
+            return Decision(name, profile, "run",
+                            [f"upstream {', '.join(sorted(set(pending)))} runs first (its artefacts "
+                             f"decide this chapter's key)"])
+        upstream, paths = self._upstream(spec, folders)
+        params.update(paths)
+        components = key_components(spec, params, upstream)
+        key = key_of(components)
+        folder = run_folder(name, profile, key)
+        problem = check_run(folder, key, spec)
+        if problem is None and not force:
+            folders[name] = folder
+            return Decision(name, profile, "hit", [f"cached run {folder.name}"], folder)
+        if force:
+            return Decision(name, profile, "run", ["forced"], folder)
+        if problem != "no run":
+            return Decision(name, profile, "run", [f"cached run {folder.name} is not usable: {problem}"], folder)
+        latest = latest_run(name, profile)
+        if latest is None:
+            return Decision(name, profile, "run", ["no earlier run"], folder)
+        try:
+            old = RunRecord.load(latest / RUN_FILE).key_components
+        except RecordError as exc:
+            return Decision(name, profile, "run", [f"the newest run cannot be read: {exc}"], folder)
+        return Decision(name, profile, "run",
+                        [f"against {latest.name}: {r}" for r in explain_change(old, components)], folder)
+
+    def all_names(self) -> list[str]:
+        """Every chapter, the broken ones included (so that running them all reports them)."""
+        return sorted(set(self.chapters) | set(self.broken))
+
     def run(self, names: list[str] | None = None, profile: str = "book",
             overrides: dict[str, str] | None = None, jobs: int = 1, force: bool = False) -> list[RunOutcome]:
-        names = list(names or self.chapters)
+        names = list(names or self.all_names())
         overrides = overrides or {}
+        decisions = self.explain(names, profile, overrides, force)
+        to_run = [d.chapter for d in decisions if d.action == "run"]
+        read_only = sorted({str(runs_dir() / n) for n in to_run if not _writable(runs_dir() / n)})
+        if read_only:
+            raise NotWritable(f"cannot write runs to {', '.join(read_only)} (read-only); make it writable "
+                              f"or point EMBREPRO_RUNS at a writable folder")
+        if to_run:
+            self.remove_stale()
         waves = self.plan(names, profile, overrides)
         jobs = max(1, jobs)
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "EMBREPRO_THREADS"):
-            os.environ[var] = str(threads)
         outcomes: dict[str, RunOutcome] = {}
-        for wave in waves:
-            def one(name: str) -> RunOutcome:
-                chapter_overrides = overrides if name in names else {}
-                return self.run_one(name, profile, chapter_overrides, outcomes, force and name in names)
+        with kernel_environment():
+            for wave in waves:
+                def one(name: str) -> RunOutcome:
+                    chapter_overrides = overrides if name in names else {}
+                    return self.run_one(name, profile, chapter_overrides, outcomes, force and name in names)
 
-            if jobs == 1 or len(wave) == 1:
-                results = [one(n) for n in wave]
-            else:
-                # One process per concurrent chapter: papermill's kernel clients are not safe to
-                # drive from several threads of one process.
-                context = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                    futures = [pool.submit(_run_one_in_process, self.chapters, name, profile,
-                                           overrides if name in names else {}, outcomes,
-                                           force and name in names) for name in wave]
-                    results = [f.result() for f in futures]
-            for outcome in results:
-                outcomes[outcome.chapter] = outcome
-            failed = [o for o in results if o.status == "failed"]
-            if failed:
-                break
+                if jobs == 1 or len(wave) == 1:
+                    results = [one(n) for n in wave]
+                else:
+                    # One process per concurrent chapter: papermill's kernel clients are not safe to
+                    # drive from several threads of one process.
+                    context = multiprocessing.get_context("spawn")
+                    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                        futures = [pool.submit(_run_one_in_process, self.chapters, name, profile,
+                                               overrides if name in names else {}, outcomes,
+                                               force and name in names) for name in wave]
+                        results = [f.result() for f in futures]
+                for outcome in results:
+                    outcomes[outcome.chapter] = outcome
+                if any(o.status == "failed" for o in results):
+                    break
         return list(outcomes.values())
+
+    def remove_stale(self) -> None:
+        """Remove work folders left by killed runs (their process is gone)."""
+        for path in stale_work_folders():
+            try:
+                shutil.rmtree(path)
+                self.log(f"removed {path} (left by a run whose process is gone)")
+            except OSError as exc:
+                self.log(f"could not remove {path}: {exc}")
 
     def run_one(self, name: str, profile: str, overrides: dict[str, str],
                 done: dict[str, RunOutcome], force: bool = False) -> RunOutcome:
         spec = self.chapters[name]
         params = spec.resolve(profile, overrides)
-        dep_keys = {}
-        for param, target in spec.needs.items():
-            dep, artefact = target.split("/", 1)
-            dep_outcome = done[dep]
-            if dep_outcome.status == "failed":
+        for target in spec.needs.values():
+            dep = target.split("/", 1)[0]
+            if done[dep].status == "failed":
                 raise ChapterFailed(f"{name} needs {dep}, which failed")
-            dep_keys[param] = dep_outcome.key
-            final = run_folder(name, profile, "x" * 16).parent  # _runs/<name>
-            params[param] = os.path.relpath(dep_outcome.folder / artefact, final / "run")
-        key = cache_key(spec, params, dep_keys)
+        upstream, paths = self._upstream(spec, {dep: o.folder for dep, o in done.items()})
+        params.update(paths)
+        components = key_components(spec, params, upstream)
+        key = key_of(components)
         folder = run_folder(name, profile, key)
         start = time.time()
-        if (folder / "result.json").exists() and not force:
+        problem = None if force else check_run(folder, key, spec)
+        if not force and problem is None:
             self._point_latest(name, profile, folder)
             self.log(f"[{name}:{profile}] cache hit {folder.name}")
             return RunOutcome(name, profile, key, "hit", folder, time.time() - start)
+        replace = force
+        if problem not in (None, "no run"):
+            self.log(f"[{name}:{profile}] cached run {folder.name} not used ({problem}); running again")
+            replace = True
         self.log(f"[{name}:{profile}] running ({', '.join(f'{k}={v!r}' for k, v in params.items())})")
         try:
-            self._execute(spec, profile, params, key, folder, force)
+            self._execute(spec, profile, params, key, components, folder, replace)
         except ChapterFailed as exc:
             self.log(f"[{name}:{profile}] FAILED: {exc}")
             return RunOutcome(name, profile, key, "failed", Path(str(exc).rsplit(" ", 1)[-1]),
@@ -446,8 +999,8 @@ class Runner:
         self.log(f"[{name}:{profile}] done in {seconds:.1f} s -> {folder}")
         return RunOutcome(name, profile, key, "ran", folder, seconds)
 
-    def _execute(self, spec: ChapterSpec, profile: str, params: dict, key: str, folder: Path,
-                 force: bool = False) -> None:
+    def _execute(self, spec: ChapterSpec, profile: str, params: dict, key: str, components: dict,
+                 folder: Path, replace: bool = False) -> None:
         import papermill
 
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -461,13 +1014,29 @@ class Runner:
                 kernel_name="python3", progress_bar=False, log_output=False,
                 execution_timeout=spec.timeout_s[profile], report_mode=False,
             )
-            chapter_result = work / "chapter-result.json"
-            if not chapter_result.exists():
+            if not (work / CHAPTER_FILE).exists():
                 raise RuntimeError("the notebook finished without calling Chapter.save()")
-            record = json.loads(chapter_result.read_text())
+            chapter_side = read_chapter_result(work / CHAPTER_FILE)
             missing = [a for a in spec.artefacts if not (work / a).exists()]
             if missing:
                 raise RuntimeError(f"the notebook did not write its artefacts: {', '.join(missing)}")
+            record = RunRecord(
+                **{k: v for k, v in chapter_side.items() if k != "runtime_s"},
+                title=spec.title,
+                status="ok",
+                runtime_s=round(time.time() - t0, 2),
+                notebook_runtime_s=round(chapter_side["runtime_s"], 2),
+                cache_key=key,
+                key_components=components,
+                parameters=params,
+                artefacts=artefact_hashes(work, spec.artefacts),
+                threads=threads(),
+                cpu_count=os.cpu_count() or 1,
+                versions=library_versions(),
+                started=started,
+                finished=_now(),
+            )
+            record.save(work / RUN_FILE)
         except BaseException as exc:  # keep the executed notebook of any failure or interruption
             failed = folder.parent / f"failed-{profile}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}-{key[:8]}"
             os.replace(work, failed)
@@ -478,42 +1047,57 @@ class Runner:
             detail = getattr(exc, "evalue", None) or str(exc).strip().splitlines()[-1:] or [""]
             detail = detail if isinstance(detail, str) else detail[0]
             raise ChapterFailed(f"{reason}: {detail}; executed notebook kept in {failed}") from exc
-        result = {
-            "chapter": spec.name,
-            "title": spec.title,
-            "profile": profile,
-            "cache_key": key,
-            "status": "ok",
-            "parameters": params,
-            "claims": record.get("claims", []),
-            "metrics": record.get("metrics", {}),
-            "runtime_s": round(time.time() - t0, 2),
-            "notebook_runtime_s": round(record.get("runtime_s", float("nan")), 2),
-            "peak_memory_mb": round(record.get("peak_memory_mb", float("nan")), 1),
-            "device": record.get("device", "cpu"),
-            "threads": int(os.environ.get("EMBREPRO_THREADS", "0")) or os.cpu_count(),
-            "cpu_count": os.cpu_count(),
-            "versions": library_versions(),
-            "started": started,
-            "finished": _now(),
-        }
-        (work / "result.json").write_text(json.dumps(result, indent=2, default=str))
-        if folder.exists() and not force:  # a concurrent identical run finished first: keep that one
-            shutil.rmtree(work)
-        else:
-            if folder.exists():  # --force: the new run replaces the old one
-                old = folder.with_name(folder.name + f".old{os.getpid()}")
-                os.replace(folder, old)
-                shutil.rmtree(old)
-            os.replace(work, folder)
+        self._publish(spec.name, profile, work, folder, replace)
         self._point_latest(spec.name, profile, folder)
 
-    @staticmethod
-    def _point_latest(chapter: str, profile: str, folder: Path) -> None:
+    def _publish(self, chapter: str, profile: str, work: Path, folder: Path, replace: bool) -> None:
+        """Rename the finished work folder into place. Without ``replace``, a run folder that
+        appeared meanwhile (an identical run that finished first) wins and ours is discarded."""
+        if replace and folder.exists():  # --force or a damaged run: the new run replaces the old one
+            old = folder.with_name(folder.name + f".old{os.getpid()}")
+            os.replace(folder, old)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            if folder.exists():
+                raise FileExistsError(errno.EEXIST, "run folder exists", str(folder))
+            os.replace(work, folder)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            shutil.rmtree(work, ignore_errors=True)
+            self.log(f"[{chapter}:{profile}] an identical run finished first; kept {folder.name}, "
+                     f"discarded this one")
+
+    def _point_latest(self, chapter: str, profile: str, folder: Path) -> None:
         pointer = folder.parent / f"latest-{profile}.json"
-        tmp = pointer.with_name(pointer.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"folder": folder.name}))
-        os.replace(tmp, pointer)
+        tmp = pointer.with_name(f".{pointer.name}.tmp{os.getpid()}")
+        try:
+            tmp.write_text(json.dumps({"folder": folder.name}))
+            os.replace(tmp, pointer)
+        except OSError as exc:
+            self.log(f"[{chapter}:{profile}] warning: could not update {pointer.name} ({exc.strerror or exc})")
+
+    # -- determinism ---------------------------------------------------------------------------
+    def determinism(self, names: list[str] | None = None, profile: str = "smoke") -> dict[str, list[str]]:
+        """For each chapter: the newest cached run at the current key (made now if there is none)
+        against a fresh forced run. Returns chapter -> differences (empty: deterministic); a
+        chapter that fails is reported as a difference."""
+        names = list(names or self.all_names())
+        self.plan(names, profile, {})  # refuses unknown or broken chapters before anything runs
+        report: dict[str, list[str]] = {}
+        for name in names:
+            first = {o.chapter: o for o in self.run([name], profile)}
+            if first.get(name) is None or first[name].status == "failed":
+                failed = [o for o in first.values() if o.status == "failed"]
+                report[name] = [f"failed: {o.chapter}: {o.message}" for o in failed]
+                continue
+            cached = RunRecord.load(first[name].folder / RUN_FILE)
+            again = {o.chapter: o for o in self.run([name], profile, force=True)}
+            if again[name].status == "failed":
+                report[name] = [f"failed: {again[name].message}"]
+                continue
+            report[name] = record_differences(cached, RunRecord.load(again[name].folder / RUN_FILE))
+        return report
 
 
 def _run_one_in_process(chapters, name, profile, overrides, done, force):
