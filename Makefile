@@ -6,7 +6,7 @@ EMB     := $(VENV)/bin/embrepro
 JOBS    ?= 1
 SMOKE_BUILD := _build/smoke
 
-.PHONY: help env book test unit smoke smoke-book pages serve clean clean-all
+.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all
 
 help:
 	@echo "make book   run every chapter at the book profile (cached) and build the HTML book"
@@ -26,13 +26,18 @@ book: env
 	$(EMB) book --profile book
 	@echo "The book is in _build/html/index.html (make serve to browse it)."
 
-test: unit smoke smoke-book pages
+test: unit smoke determinism smoke-book pages
 
 unit: env
 	$(PY) -m pytest -q
 
 smoke: env
 	$(EMB) run --profile smoke --jobs $(JOBS)
+
+# Each chapter re-run with --force at the smoke profile and compared with its cached run:
+# metrics must match exactly, claim and check outcomes too (exit 1 names what differs).
+determinism: env
+	$(EMB) determinism --profile smoke
 
 smoke-book: env
 	rm -rf $(SMOKE_BUILD)

@@ -25,31 +25,45 @@ def write_chapter(folder: Path, name: str, parameters: str, body: str, spec: str
     return folder / f"{name}.ipynb"
 
 
-PRODUCER_BODY = """
-from embrepro.claims import Chapter, Direction
-from embrepro.stats import seed_difference
-if fail:
-    raise RuntimeError("asked to fail")
-chapter = Chapter("producer", profile)
-chapter.claim("bigger", "x beats zero", rule=Direction(), paper_value="1", evidence="V", source="test")
-chapter.decide("bigger", seed_difference([x, x + 0.1, x + 0.2], [0.0, 0.1, 0.2]), measured=str(x), why="test")
-chapter.metric("x", x)
-open("artefact.txt", "w").write(f"x={x}")
-chapter.save()
+def save_cell(chapter: str, metrics: str, claims: str = "[]") -> str:
+    """Notebook code that writes a format-2 ``chapter-result.json`` by hand (no chapter kit),
+    with ``metrics`` and ``claims`` given as Python expressions evaluated in the notebook."""
+    return f"""
+import json, resource
+record = {{"format": 2, "chapter": "{chapter}", "profile": profile, "device": "cpu",
+          "claims": {claims}, "checks": [], "metrics": {metrics}, "timings": {{"wall_s": 0.01}},
+          "runtime_s": 0.01, "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}
+with open("chapter-result.json", "w") as handle:
+    json.dump(record, handle)
 """
 
+
+def claim_code(ident: str, statement: str, measured: str, outcome: str, kind: str = "direction") -> str:
+    """A claim in the chapter-result.json layout, as a Python expression."""
+    return (f'{{"id": "{ident}", "statement": "{statement}", "kind": "{kind}", "rule": "x > 0", '
+            f'"paper_value": "1", "evidence": "V", "source": "test", "preconditions": [], '
+            f'"measured": str({measured}), "estimate": {measured}, "interval": [{measured}, {measured}], '
+            f'"outcome": {outcome}, "computed_outcome": {outcome}, "why": "test", "parts": []}}')
+
+
+PRODUCER_BODY = """
+if fail:
+    raise RuntimeError("asked to fail")
+open("artefact.txt", "w").write(f"x={x}")
+""" + save_cell("producer", '{"x": x}',
+                "[" + claim_code("bigger", "x beats zero", "x", '"reproduced" if x > 0 else "not reproduced"') + "]")
+
 CONSUMER_BODY = """
-from embrepro.claims import Chapter
 text = open(upstream).read()
-chapter = Chapter("consumer", profile)
-chapter.metric("upstream_x", float(text.split("=")[1]))
-chapter.save()
-"""
+""" + save_cell("consumer", '{"upstream_x": float(text.split("=")[1])}')
 
 
 @pytest.fixture
 def tiny_project(tmp_path, monkeypatch):
-    """Two chapters (consumer needs producer's artefact) in a temporary notebooks/ folder."""
+    """Two chapters (consumer needs producer's artefact) in a temporary notebooks/ folder.
+
+    The chapters write their chapter-result.json by hand, so these tests do not depend on the
+    chapter kit; runs go to ``tmp_path / "runs"``."""
     root = tmp_path / "project"
     write_chapter(root / "notebooks" / "part", "producer",
                   'profile = "book"\nx = 1.0\nfail = False\nlabel = "a"\nsizes = [1, 2]',

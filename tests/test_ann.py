@@ -100,8 +100,20 @@ def test_gutenberg_sentences_are_reproducible_and_labelled():
 def test_timed_interleaved_runs_every_search_each_repeat():
     calls = []
     searches = {name: (lambda name=name: calls.append(name) or name) for name in "abc"}
-    out = ann.timed_interleaved(searches, repeats=4, seed=1)
+    out = ann.timed_interleaved(searches, repeats=4, seed=1, warmup=0)
     assert sorted(out) == ["a", "b", "c"]
     assert all(res == name and len(secs) == 4 for name, (res, secs) in out.items())
     assert sorted(calls) == sorted("abc" * 4)
     assert [calls[i:i + 3] for i in range(0, 12, 3)] != [list("abc")] * 4  # the order is shuffled
+
+
+def test_timed_interleaved_warms_up_before_timing():
+    calls = []
+    searches = {name: (lambda name=name: calls.append(name) or len(calls)) for name in "ab"}
+    out = ann.timed_interleaved(searches, repeats=5, seed=0, warmup=2)
+    assert calls[:4] == ["a", "b", "a", "b"]  # two untimed rounds, in order, before any timed one
+    assert len(calls) == 4 + 2 * 5
+    assert all(len(secs) == 5 for _, secs in out.values())  # warm-up rounds are not timed
+    assert min(res for res, _ in out.values()) > 4  # results come from timed rounds, not the warm-up
+    with pytest.raises(ValueError):
+        ann.timed_interleaved(searches, repeats=0)

@@ -131,3 +131,25 @@ def test_sample_keeps_relevant_documents():
     assert list(s.queries) == ["q1", "q2"]  # q3 has no relevant document
     assert list(s.corpus) == sorted(s.corpus, key=lambda d: int(d[1:]))
     assert list(data.sample(2, seed=0).queries) == ["q1"]  # q2's two documents no longer fit
+
+
+def test_recall_by_depth_per_query_and_resampled_depths():
+    scores = np.array([[0.9, 0.8, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]])
+    truth = np.array([[0, 3], [0, 1]])  # ranks [[0, 2], [3, 2]]
+    curves = mv.recall_by_depth(scores, truth)
+    assert curves.tolist() == [[0.5, 0.5, 1.0, 1.0], [0.0, 0.0, 0.5, 1.0]]
+    assert np.allclose(curves.mean(axis=0)[[0, 2, 3]], mv.recall_curve(scores, truth, [1, 3, 4]))
+    assert mv.depth_for_recall(curves, 0.75) == 3
+    assert mv.depth_for_recall(curves[[0, 0]], 0.75) == 3 and mv.depth_for_recall(curves[[0, 0]], 0.5) == 1
+    assert mv.depth_for_recall(curves[[1, 1]], 0.5) == 3  # a resample of only the second query
+    assert mv.depth_for_recall(curves, 0.5, weights=np.array([0, 2])) == 3  # the same, as copy counts
+    assert mv.depth_for_recall(curves, 0.6, weights=np.array([3, 1])) == 3  # mean of rows 0, 0, 0, 1
+    with pytest.raises(ValueError):
+        mv.depth_for_recall(curves, 0.5, weights=np.array([0, 0]))
+    with pytest.raises(ValueError):
+        mv.depth_for_recall(curves, 0.0)
+    rng = np.random.default_rng(3)
+    big, top = rng.normal(size=(7, 40)), np.argsort(-rng.normal(size=(7, 40)), axis=1)[:, :5]
+    for t in (0.3, 0.6, 0.9):
+        brute = next(n for n in range(1, 41) if mv.recall_curve(big, top, [n])[0] >= t - 1e-12)
+        assert mv.candidates_needed(big, top, t) == brute

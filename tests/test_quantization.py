@@ -77,3 +77,22 @@ def test_pq_seed_changes_the_codebooks_and_is_reproducible(toy):
 
     cents = [faiss.vector_to_array(x._index.pq.centroids) for x in (a, b, c)]
     assert np.array_equal(cents[0], cents[1]) and not np.array_equal(cents[0], cents[2])
+
+
+def test_best_family_range_counts_clear_and_possible_winners():
+    from embrepro.stats import Interval
+
+    clear = Interval(2.0, 1.0, 3.0)   # the leader is clearly ahead of this family
+    tie = Interval(0.5, -1.0, 2.0)    # this family cannot be ruled out as best
+    # one family clearly best everywhere: the claim "no single best" is contradicted
+    one = qz.best_family_range({48: "pq", 384: "pq"}, {48: {"binary": clear}, 384: {"int8": clear}})
+    assert (one.estimate, one.low, one.high) == (1, 1, 1)
+    # two families, each clearly best at one budget
+    two = qz.best_family_range({48: "binary", 384: "pq"}, {48: {"pq": clear}, 384: {"binary": clear}})
+    assert (two.estimate, two.low, two.high) == (2, 2, 2)
+    # the same leader everywhere, but ties leave room for a second family: undecided
+    open_ = qz.best_family_range({48: "pq", 96: "pq", 384: "pq"},
+                                 {48: {"binary": tie}, 96: {"binary": clear}, 384: {"int8": tie}})
+    assert (open_.estimate, open_.low, open_.high) == (1, 1, 3)
+    with pytest.raises(ValueError):
+        qz.best_family_range({}, {})

@@ -136,3 +136,16 @@ def test_ratio_of_means_for_retention():
     assert noisy.low < noisy.estimate < noisy.high and noisy.high - noisy.low > 2
     with pytest.raises(ValueError):
         stats.ratio_of_means(ref[:10], ref)
+
+
+def test_replicate_interval_takes_percentiles_and_contains_the_estimate():
+    reps = np.arange(1001, dtype=float)  # 0 .. 1000
+    iv = stats.replicate_interval(500.0, reps, method="bootstrap of a gain")
+    assert (iv.low, iv.high) == pytest.approx((25.0, 975.0)) and iv.estimate == 500.0
+    assert "bootstrap of a gain (1001 resamples)" == iv.method
+    with_nan = stats.replicate_interval(500.0, np.r_[reps, np.nan])
+    assert (with_nan.low, with_nan.high) == pytest.approx((25.0, 975.0))
+    outside = stats.replicate_interval(2000.0, reps)          # estimate beyond the replicates
+    assert outside.high == 2000.0 and outside.low == pytest.approx(25.0)
+    with pytest.raises(ValueError):
+        stats.replicate_interval(0.0, [np.nan, 1.0])

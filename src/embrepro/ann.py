@@ -75,17 +75,25 @@ def timed(search: Callable[[], np.ndarray], repeats: int) -> tuple[np.ndarray, l
     return result, seconds
 
 
-def timed_interleaved(searches: dict, repeats: int, seed: int = 0) -> dict:
+def timed_interleaved(searches: dict, repeats: int, seed: int = 0, warmup: int = 1) -> dict:
     """Time several searches side by side: every repeat runs each once, in a fresh random order.
 
-    On a shared machine, load changes over time; interleaving spreads those changes over all the
-    searches instead of penalising whichever ran during a busy spell. Returns
-    ``{name: (result of the first repeat, [seconds of each repeat])}``.
+    First, ``warmup`` untimed rounds run every search (caches, lazily built structures, page
+    faults). Then ``repeats`` timed rounds follow. On a shared machine, load changes over time;
+    interleaving spreads those changes over all the searches instead of penalising whichever ran
+    during a busy spell, and repeat ``i`` of one search is paired with repeat ``i`` of another (the
+    unit of :func:`embrepro.stats.median_ratio`). Returns
+    ``{name: (result of the first timed repeat, [seconds of each repeat])}``.
     """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     rng = np.random.default_rng(seed)
     names = list(searches)
+    for _ in range(warmup):
+        for name in names:
+            searches[name]()
     out = {name: [None, []] for name in names}
-    for _ in range(max(1, repeats)):
+    for _ in range(repeats):
         for j in rng.permutation(len(names)):
             name = names[j]
             start = time.perf_counter()

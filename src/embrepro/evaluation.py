@@ -265,3 +265,26 @@ def analogy_accuracy(vectors, name: str = "google", restrict_vocab: int = 30_000
         "questions_seen": seen,
         "sections": per_section,
     }
+
+
+def analogy_answers(vectors, name: str = "google", restrict_vocab: int = 30_000):
+    """Per-question 3CosAdd results: one row per question asked, for paired comparisons.
+
+    Returns a pandas DataFrame with columns ``section``, ``kind`` ("semantic" or "syntactic"),
+    ``question`` (the four words, upper-cased, space-separated) and ``correct`` (bool), in the
+    file's section order and, within a section, sorted by question. Two vector sets with the same
+    restricted vocabulary are asked the same questions, so their rows line up one to one and can
+    be compared question by question (``stats.paired_bootstrap``). The accuracies of
+    :func:`analogy_accuracy` are the means of ``correct`` per kind.
+    """
+    import pandas as pd
+
+    rows = []
+    for section in _analogy_sections(vectors, analogy_file(name), restrict_vocab):
+        if section["section"] == "Total accuracy":
+            continue
+        kind = "syntactic" if section["section"].startswith("gram") else "semantic"
+        answered = [(" ".join(q), True) for q in section["correct"]] + [(" ".join(q), False) for q in section["incorrect"]]
+        rows += [{"section": section["section"], "kind": kind, "question": q, "correct": ok}
+                 for q, ok in sorted(answered)]
+    return pd.DataFrame(rows, columns=["section", "kind", "question", "correct"])

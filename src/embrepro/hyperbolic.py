@@ -285,3 +285,63 @@ def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, n
         ap_sum += float((precision.sum(1) / hit.sum(1)).sum())
     return {"mean_rank": rank_sum / rank_count, "map": ap_sum / len(sources), "nodes": int(len(sources)),
             "pairs": int(rank_count)}
+
+
+# --------------------------------------------------------------------------------------------
+# Tuning without selection bias, and a convergence criterion
+# --------------------------------------------------------------------------------------------
+
+def select_learning_rates(results, score: str = "MAP", groups: Sequence[str] = ("geometry", "dim")):
+    """Keep one learning rate per seed, chosen on the *other* seeds (leave one seed out).
+
+    ``results`` is a table with one row per run: the ``groups`` columns, ``lr``, ``seed`` and
+    ``score`` (higher is better). For every group and every seed ``s``, the learning rate with the
+    best mean ``score`` over the seeds other than ``s`` is kept, and ``s``'s own row at that rate is
+    returned. A seed's kept score therefore never took part in choosing its learning rate, so the
+    mean over seeds is not inflated by picking the luckiest rate (the winner's curse) and the
+    seeds stay independent for a t-interval. Ties go to the smaller rate. With a single seed there
+    is nothing to hold out: its own score chooses, and ``held_out`` is False.
+
+    Returns the kept rows (same columns) plus ``held_out`` (bool), sorted by groups and seed.
+    """
+    import pandas as pd
+
+    needed = {*groups, "lr", "seed", score}
+    missing = needed - set(results.columns)
+    if missing:
+        raise ValueError(f"select_learning_rates needs the columns {sorted(missing)}")
+    if results.duplicated([*groups, "lr", "seed"]).any():
+        raise ValueError("one row per group, learning rate and seed expected")
+    kept = []
+    for _, group in results.groupby(list(groups), sort=True):
+        seeds = sorted(group["seed"].unique())
+        for s in seeds:
+            others = group[group["seed"] != s] if len(seeds) > 1 else group
+            means = others.groupby("lr")[score].mean().sort_index()
+            means = means.fillna(-np.inf)
+            lr = means.index[int(np.argmax(means.to_numpy()))]
+            row = group[(group["seed"] == s) & (group["lr"] == lr)]
+            if len(row) != 1:
+                raise ValueError(f"seed {s} has no run at learning rate {lr}")
+            kept.append(row.assign(held_out=len(seeds) > 1))
+    return pd.concat(kept).sort_values([*groups, "seed"]).reset_index(drop=True)
+
+
+def loss_plateau(loss: Sequence[float], share: float = 0.1) -> float:
+    """How much the training loss still fell at the end of a run, relative to its final level.
+
+    ``loss`` is the mean loss per pair of each epoch. With ``w = max(1, round(share * epochs))``,
+    returns ``(mean of the w epochs before the last w - mean of the last w) / mean of the last w``:
+    0.05 means the loss fell by 5% over the last tenth of training; a value near 0 (or negative)
+    means it has levelled off. Non-finite losses (a diverged run) give ``inf``.
+    """
+    x = np.asarray(loss, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"need the loss of at least 2 epochs, got shape {x.shape}")
+    if not 0 < share <= 0.5:
+        raise ValueError(f"share must be in (0, 0.5], got {share}")
+    if not np.all(np.isfinite(x)):
+        return math.inf
+    w = max(1, round(share * len(x)))
+    last, before = x[-w:].mean(), x[-2 * w:-w].mean()
+    return float((before - last) / abs(last)) if last != 0 else math.inf

@@ -269,9 +269,39 @@ def recall_curve(scores: np.ndarray, truth: np.ndarray, depths: Sequence[int]) -
     return np.array([(r < n).mean() for n in depths])
 
 
+def recall_by_depth(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per query, the share of its ``truth`` columns in the top-N for every N = 1 .. documents.
+
+    Returns an array of shape (queries, documents): column ``N - 1`` is each query's recall at N.
+    Rows can be resampled (a bootstrap over queries) and handed to :func:`depth_for_recall`.
+    """
+    r = ranks_of(scores, truth)  # (queries, |truth|), 0-based
+    hits = np.zeros(scores.shape, dtype=np.float64)
+    np.add.at(hits, (np.repeat(np.arange(len(r)), r.shape[1]), r.ravel()), 1.0)
+    return np.cumsum(hits, axis=1) / r.shape[1]
+
+
+def depth_for_recall(curves: np.ndarray, target: float, weights: np.ndarray | None = None) -> int:
+    """The smallest N at which the mean over rows of ``curves`` (from :func:`recall_by_depth`)
+    reaches ``target`` (a share, 0 to 1); the number of documents if it never does.
+
+    ``weights`` (optional, one per row, e.g. how often a bootstrap resample drew each query) makes
+    it a weighted mean, the same as repeating each row that many times.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"a recall target is a share in (0, 1], got {target}")
+    curves = np.asarray(curves)
+    if weights is None:
+        mean = curves.mean(axis=0)
+    else:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (len(curves),) or np.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError("weights need one non-negative value per row and a positive sum")
+        mean = weights @ curves / weights.sum()
+    hit = np.flatnonzero(mean >= target - 1e-12)
+    return int(hit[0] + 1) if len(hit) else mean.shape[0]
+
+
 def candidates_needed(scores: np.ndarray, truth: np.ndarray, target: float) -> int:
     """The smallest N whose mean recall of ``truth`` in the top-N reaches ``target`` (a share, 0 to 1)."""
-    r = ranks_of(scores, truth)
-    recall = np.array([(r < n).mean() for n in range(1, scores.shape[1] + 1)])
-    hit = np.flatnonzero(recall >= target - 1e-12)
-    return int(hit[0] + 1) if len(hit) else scores.shape[1]
+    return depth_for_recall(recall_by_depth(scores, truth), target)

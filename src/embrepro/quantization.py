@@ -17,20 +17,23 @@ candidates from the compressed index, score them again with the float32 query ag
 copy of the candidates (the unpacked bits, the dequantised int8 rows or the float32 rows), keep the
 best ``k``.
 
-:func:`retention_interval` turns per-query metrics into "percent of the float32 score" with a
-paired bootstrap interval over queries.
+Retention ("percent of the float32 score") and its intervals come from :mod:`embrepro.stats`
+(``ratio_of_means``, ``paired_bootstrap``). :func:`best_family_range` turns per-budget comparisons
+into the range of "how many families are best at some budget" that those intervals allow.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from embrepro.paths import threads
+from embrepro.stats import Interval
 
 RESCORE_SOURCES = ("bits", "int8", "float32")
 # Byte value -> its 8 bits as 0/1 floats (most significant first, as np.packbits packs them).
@@ -273,3 +276,30 @@ def time_search(index: CompressedIndex, queries: np.ndarray, k: int, mode: str =
 def topk_agreement(ids: np.ndarray, reference: np.ndarray) -> float:
     """Mean fraction of the reference's top-k (per query) that ``ids`` also returns in its top-k."""
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, reference)]))
+
+
+def best_family_range(leaders: Mapping[object, str], leads: Mapping[object, Mapping[str, Interval]],
+                      level: float = 0.95) -> Interval:
+    """How many different families are best at some budget, as the range the intervals allow.
+
+    ``leaders[b]`` is the family of the method with the highest mean score at budget ``b``;
+    ``leads[b][f]`` is the interval of that method's score minus the best method of family ``f``
+    (every other family eligible at ``b``), made simultaneous by the caller (e.g. Bonferroni).
+    A family whose interval reaches 0 or below cannot be ruled out as best at ``b``. Over every way
+    of picking one possible best family per budget, the result's ``low`` is the fewest distinct
+    families and ``high`` the most; ``estimate`` counts the distinct leaders. ``low >= 2`` means two
+    families are each clearly best somewhere; ``high == 1`` means one family is clearly best
+    everywhere.
+    """
+    if not leaders:
+        raise ValueError("best_family_range needs at least one budget")
+    if set(leads) - set(leaders):
+        raise ValueError(f"leads given for budgets without a leader: {sorted(set(leads) - set(leaders))}")
+    options = []
+    for budget, leader in leaders.items():
+        possible = {leader} | {family for family, iv in leads.get(budget, {}).items() if iv.low <= 0}
+        options.append(sorted(possible))
+    counts = [len(set(choice)) for choice in itertools.product(*options)]
+    return Interval(float(len(set(leaders.values()))), float(min(counts)), float(max(counts)), level,
+                    f"families possibly best at each of {len(leaders)} budgets (simultaneous intervals)",
+                    len(leaders))

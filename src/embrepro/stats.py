@@ -416,6 +416,24 @@ def bootstrap_p_value(boot_differences: Sequence[float]) -> float:
     return float(min(1.0, 2 * share))
 
 
+def replicate_interval(estimate: float, replicates: Sequence[float], level: float = LEVEL,
+                       method: str = "bootstrap") -> Interval:
+    """The percentile interval of bootstrap replicates that were already drawn.
+
+    For statistics resampled together elsewhere (the columns of :func:`bootstrap_spearman`, or a
+    difference of two of them): ``replicates`` holds one value per resample; NaN replicates (a
+    resample too degenerate to score) are dropped, and the interval is widened to contain
+    ``estimate`` if it does not.
+    """
+    r = np.asarray(replicates, dtype=np.float64)
+    r = r[np.isfinite(r)]
+    if len(r) < 2:
+        raise ValueError(f"replicate_interval needs at least 2 finite replicates, got {len(r)}")
+    low, high = _percentiles(r, level)
+    return Interval(float(estimate), min(low, float(estimate)), max(high, float(estimate)), level,
+                    f"{method} ({len(r)} resamples)", 0)
+
+
 # --------------------------------------------------------------------------------------------
 # Tables of per-seed results
 # --------------------------------------------------------------------------------------------

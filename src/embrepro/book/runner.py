@@ -728,7 +728,7 @@ def check_run(folder: Path, key: str, spec: ChapterSpec) -> str | None:
     return None
 
 
-def _writable(path: Path) -> bool:
+def writable(path: Path) -> bool:
     """Whether ``path`` (or, if it does not exist yet, its nearest existing parent) is writable."""
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -889,8 +889,8 @@ class Runner:
                    if decisions[t.split("/", 1)[0]].action == "run"]
         if pending:
             return Decision(name, profile, "run",
-                            [f"upstream {', '.join(sorted(set(pending)))} runs first (its artefacts "
-                             f"decide this chapter's key)"])
+                            [f"upstream {', '.join(sorted(set(pending)))} must run first (its output "
+                             f"decides this chapter's key)"])
         upstream, paths = self._upstream(spec, folders)
         params.update(paths)
         components = key_components(spec, params, upstream)
@@ -924,7 +924,7 @@ class Runner:
         overrides = overrides or {}
         decisions = self.explain(names, profile, overrides, force)
         to_run = [d.chapter for d in decisions if d.action == "run"]
-        read_only = sorted({str(runs_dir() / n) for n in to_run if not _writable(runs_dir() / n)})
+        read_only = sorted({str(runs_dir() / n) for n in to_run if not writable(runs_dir() / n)})
         if read_only:
             raise NotWritable(f"cannot write runs to {', '.join(read_only)} (read-only); make it writable "
                               f"or point EMBREPRO_RUNS at a writable folder")

@@ -144,7 +144,7 @@ def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str, figure_di
         "# Scorecard",
         "",
         "Every claim the book tests, with the paper's value, what this book measured, the rule that",
-        "decided it (declared before the result; see {doc}`../running`) and the verdict the chapter's",
+        "decided it (declared before the result; see {doc}`../verdicts`) and the verdict the chapter's",
         "code computed. A tie is never a win: a difference whose interval includes zero is",
         "*inconclusive*. A claim whose precondition (scale, training, coverage) failed is *not",
         "assessable here*. Evidence labels: **[V]** read in the primary source, **[S]** second-hand,",
