@@ -117,3 +117,31 @@ def test_timed_interleaved_warms_up_before_timing():
     assert min(res for res, _ in out.values()) > 4  # results come from timed rounds, not the warm-up
     with pytest.raises(ValueError):
         ann.timed_interleaved(searches, repeats=0)
+
+
+def test_slowdowns_find_a_universal_winner_and_a_reversal():
+    fast, slow = np.full(5, 1.0), np.full(5, 3.0)
+    one_wins = {"narrow": {"a": fast, "b": slow}, "wide": {"a": fast, "b": slow * 2}}
+    s = ann.Slowdowns(one_wins, ["a", "b"])
+    assert s.worst()["a"] == (pytest.approx(1 / 3), "narrow", "b")  # a's worst case: still 3x faster
+    assert s.worst()["b"] == (pytest.approx(6.0), "wide", "a")
+    assert s.smallest() == pytest.approx(1 / 3)  # below 1: a single strategy wins everywhere
+    reversal = {"narrow": {"a": fast, "b": slow}, "wide": {"a": slow * 2, "b": fast}}
+    assert ann.Slowdowns(reversal, ["a", "b"]).smallest() == pytest.approx(3.0)  # each is beaten somewhere
+    # a strategy that cannot compete in a setting is beaten there by any rival that can
+    missing = {"narrow": {"a": fast, "b": None}, "wide": {"a": slow, "b": fast}}
+    w = ann.Slowdowns(missing, ["a", "b"]).worst()
+    assert w["b"] == (np.inf, "narrow", "a") and w["a"] == (pytest.approx(3.0), "wide", "b")
+    # a strategy without any competing rival is never beaten
+    alone = ann.Slowdowns({"x": {"a": fast, "b": None}}, ["a", "b"])
+    assert alone.worst()["a"][0] == 0.0 and alone.smallest() == 0.0
+
+
+def test_slowdowns_use_the_median_of_paired_repeats_and_resamples():
+    a = np.array([1.0, 1.0, 1.0, 1.0, 10.0])  # one repeat hit by a busy spell
+    b = np.array([2.0, 2.0, 2.0, 2.0, 2.0])
+    s = ann.Slowdowns({"only": {"a": a, "b": b}}, ["a", "b"])
+    assert s.worst()["a"][0] == pytest.approx(0.5) and s.worst()["b"][0] == pytest.approx(2.0)
+    assert s.worst(np.array([4, 4, 4]))["a"][0] == pytest.approx(5.0)  # a resample of the busy repeat
+    with pytest.raises(ValueError):
+        ann.Slowdowns({"x": {"a": a, "b": b[:3]}}, ["a", "b"])

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from embrepro import data
-from embrepro.data import DataError, Manifest
+from embrepro.data.manifest import DataError, Manifest
 from embrepro.paths import mirror_dirs
 
 

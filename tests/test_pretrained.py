@@ -109,13 +109,6 @@ def test_l3_cannot_become_a_cross_encoder():
         models.load_cross_encoder("paraphrase-MiniLM-L3-v2")
 
 
-def test_onnx_threads_follow_embrepro_threads(monkeypatch):
-    monkeypatch.setenv("EMBREPRO_THREADS", "1")
-    assert models.onnx_threads() == 1
-    monkeypatch.setenv("EMBREPRO_THREADS", "3")
-    assert models.onnx_threads() == 3
-
-
 def test_pretrained_models_are_listed_with_hashes_and_citations():
     from embrepro.book.pages import pretrained_models_markdown
 
@@ -182,6 +175,15 @@ def test_l3_is_a_384_dimensional_encoder_named_by_its_weights(l3):
     assert isinstance(models.load_encoder("paraphrase-MiniLM-L3-v2", device="cpu"), models.OnnxSentenceEncoder)
     with pytest.raises(ValueError, match="batch_size"):
         l3.encode(["x"], batch_size=0)
+
+
+@pytest.mark.slow
+def test_l3_runs_on_the_books_thread_count(monkeypatch):
+    monkeypatch.setenv("EMBREPRO_THREADS", "1")
+    encoder = models.load_paraphrase_l3()
+    assert encoder.threads == 1
+    assert encoder.session.get_session_options().intra_op_num_threads == 1
+    assert models.load_paraphrase_l3(threads=3).session.get_session_options().intra_op_num_threads == 3
 
 
 @pytest.mark.slow

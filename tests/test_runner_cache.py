@@ -59,27 +59,30 @@ def test_forced_upstream_with_the_same_output_keeps_dependants_cached(tiny_proje
 
 # -- defect 4: a damaged run folder is never served ---------------------------------------------
 
-@pytest.mark.parametrize("damage", ["truncate", "missing artefact", "changed artefact", "old format"])
-def test_damaged_run_folder_is_rerun_with_one_log_line(tiny_project, damage):
+def test_damaged_run_folder_is_rerun_with_one_log_line(tiny_project):
     r, lines = runner_with_log(tiny_project)
     folder = r.run(["producer"])[0].folder
     result = folder / "result.json"
-    if damage == "truncate":
-        result.write_text(result.read_text()[:40])
-    elif damage == "missing artefact":
-        (folder / "artefact.txt").unlink()
-    elif damage == "changed artefact":
-        (folder / "artefact.txt").write_text("x=9.0")
-    else:
+
+    def old_format():
         data = json.loads(result.read_text())
         data.pop("format")
         result.write_text(json.dumps(data))
-    lines.clear()
-    again = r.run(["producer"])[0]
-    assert again.status == "ran" and again.folder == folder
-    notes = [line for line in lines if "not used" in line]
-    assert len(notes) == 1 and folder.name in notes[0]
-    assert r.run(["producer"])[0].status == "hit"  # the re-run repaired the folder
+
+    damages = {
+        "truncated result.json": lambda: result.write_text(result.read_text()[:40]),
+        "missing artefact": lambda: (folder / "artefact.txt").unlink(),
+        "changed artefact": lambda: (folder / "artefact.txt").write_text("x=9.0"),
+        "format-1 result.json": old_format,
+    }
+    for damage, apply in damages.items():
+        apply()
+        lines.clear()
+        again = r.run(["producer"])[0]
+        assert again.status == "ran" and again.folder == folder, damage
+        notes = [line for line in lines if "not used" in line]
+        assert len(notes) == 1 and folder.name in notes[0], (damage, lines)
+        assert r.run(["producer"])[0].status == "hit", damage  # the re-run repaired the folder
 
 
 # -- defect 7: read-only folders, killed runs, racing runs --------------------------------------

@@ -86,10 +86,14 @@ def test_differences_compare_metrics_and_outcomes_but_not_timings():
     same = RunRecord.from_json(_record(timings={"train_s": 99.0}, metrics={"acc": 0.5 * (1 + 1e-12)}))
     assert record_differences(a, same) == []
     claims = _record()["claims"]
-    claims[1] = {**claims[1], "measured": "2.7x", "estimate": 2.7}  # a ratio: outcome only
-    assert record_differences(a, RunRecord.from_json(_record(claims=claims))) == []
-    claims[0] = {**claims[0], "interval": [0.1, 0.95]}
-    changed = RunRecord.from_json(_record(claims=claims, metrics={"acc": 0.51, "new": 1.0}))
+    claims[1] = {**claims[1], "measured": "2.7x", "estimate": 2.7}  # timings behind an outcome
+    claims[0] = {**claims[0], "measured": "0.5 (trained in 3.2 s)", "parts": [{"id": "p", "outcome": "reproduced"}]}
+    assert record_differences(a, RunRecord.from_json(_record(claims=claims))) == [
+        "claim c1: 0 parts != 1 parts"]
+    claims[0] = {**claims[0], "outcome": "inconclusive"}
+    checks = [{**_record()["checks"][0], "outcome": "fail"}]
+    changed = RunRecord.from_json(_record(claims=claims, checks=checks, metrics={"acc": 0.51, "new": 1.0}))
     lines = record_differences(a, changed)
     assert "metric acc: 0.5 != 0.51" in lines and "metric new: only in the second run" in lines
-    assert any(line.startswith("claim c1 interval") for line in lines) and len(lines) == 3
+    assert "claim c1 outcome: 'reproduced' != 'inconclusive'" in lines
+    assert "check k1 outcome: 'pass' != 'fail'" in lines and len(lines) == 5

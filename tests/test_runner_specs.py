@@ -43,7 +43,8 @@ def test_a_broken_chapter_is_named_and_the_others_still_work(tiny_project, monke
             assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "broken" in err and message in err and "Traceback" not in err
-    assert cli.main(["run", "producer"]) == 0  # the other chapters still run
+    if problem == "yaml error":  # one kernel run is enough to show that the others still run
+        assert cli.main(["run", "producer"]) == 0
 
 
 def test_a_chapter_needing_a_broken_one_is_refused(tiny_project):

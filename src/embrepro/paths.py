@@ -49,21 +49,6 @@ def mirror_dirs() -> list[Path]:
 
 
 def threads() -> int:
-    """The number of threads a chapter's numerical libraries use: ``EMBREPRO_THREADS`` if set
-    (the runner sets it for every kernel), else ``min(2, cpu_count)``. The one place this is read."""
-    value = os.environ.get("EMBREPRO_THREADS", "").strip()
-    if value:
-        try:
-            n = int(value)
-        except ValueError:
-            raise ValueError(f"EMBREPRO_THREADS must be a positive integer, got {value!r}") from None
-        if n < 1:
-            raise ValueError(f"EMBREPRO_THREADS must be a positive integer, got {value!r}")
-        return n
-    return min(2, os.cpu_count() or 1)
-
-
-def threads() -> int:
     """Threads a chapter's numeric code may use: ``EMBREPRO_THREADS``, else min(2, CPU count).
 
     A fixed number, not a share of the cores, so that results that depend on it (gensim workers)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 
 from embrepro.book.runner import PROFILES, ParameterError, UsageError
@@ -135,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="book", choices=PROFILES)
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter of the notebook's parameters cell")
-    run.add_argument("--jobs", "-j", type=int, default=1, help="chapters to run at once (cores are shared)")
+    run.add_argument("--jobs", "-j", type=int, default=1, help="chapters to run at once (each kernel gets EMBREPRO_THREADS threads, default 2)")
     run.add_argument("--force", action="store_true", help="run even when a cached result exists")
     run.add_argument("--dry-run", action="store_true",
                      help="only say, per chapter, whether it would be a cache hit or run, and why")

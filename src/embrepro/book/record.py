@@ -231,22 +231,30 @@ def same_number(a, b, rel: float = 1e-9) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=0.0) or a == b
 
 
-def _same_value(a, b) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
-    return same_number(a, b)
+# What is compared of a claim or a check between two runs: its outcomes (and its parts'). Their
+# measured text, estimates and intervals may hold timings (a speed ratio, a time budget), which
+# differ from run to run on any machine; the numbers behind an outcome are compared as metrics.
+COMPARED_FIELDS = ("outcome", "computed_outcome")
 
 
-# Fields of a claim or check compared between two runs; "ratio" claims (speed, size) are
-# compared on their displayed outcome only, because their measured ratios are timings.
-COMPARED_FIELDS = ("outcome", "computed_outcome", "measured", "estimate", "interval")
+def _outcome_differences(label: str, a: dict, b: dict) -> list[str]:
+    lines = [f"{label} {key}: {a.get(key)!r} != {b.get(key)!r}"
+             for key in COMPARED_FIELDS if a.get(key) != b.get(key)]
+    parts_a, parts_b = a.get("parts") or [], b.get("parts") or []
+    if len(parts_a) != len(parts_b):
+        lines.append(f"{label}: {len(parts_a)} parts != {len(parts_b)} parts")
+    for i, (x, y) in enumerate(zip(parts_a, parts_b)):
+        if isinstance(x, dict) and isinstance(y, dict):
+            lines += _outcome_differences(f"{label} part {x.get('id', i)}", x, y)
+    return lines
 
 
 def record_differences(first: RunRecord, second: RunRecord) -> list[str]:
     """Every metric, claim and check of two runs that differs, one line each (empty: the same).
 
-    Metrics must agree to 1e-9 relative; claims and checks on :data:`COMPARED_FIELDS`, except
-    those of kind ``ratio`` (outcome only). Timings are never compared."""
+    Metrics must agree to 1e-9 relative; claims and checks (of every kind, ``ratio`` included)
+    on their outcomes only (:data:`COMPARED_FIELDS`, also for their parts). Timings are never
+    compared."""
     lines = []
     for name in sorted(set(first.metrics) | set(second.metrics)):
         if name not in first.metrics or name not in second.metrics:
@@ -259,9 +267,6 @@ def record_differences(first: RunRecord, second: RunRecord) -> list[str]:
         for ident in sorted(set(a) | set(b)):
             if ident not in a or ident not in b:
                 lines.append(f"{section[:-1]} {ident}: only in the {'first' if ident in a else 'second'} run")
-                continue
-            compared = ("outcome",) if a[ident].get("kind") == "ratio" else COMPARED_FIELDS
-            for key in compared:
-                if not _same_value(a[ident].get(key), b[ident].get(key)):
-                    lines.append(f"{section[:-1]} {ident} {key}: {a[ident].get(key)!r} != {b[ident].get(key)!r}")
+            else:
+                lines += _outcome_differences(f"{section[:-1]} {ident}", a[ident], b[ident])
     return lines

@@ -874,9 +874,12 @@ class Runner:
         """For each chapter (and the chapters it needs), ``hit`` or ``run`` and why. Runs nothing."""
         names = list(names or self.all_names())
         overrides = overrides or {}
+        return self._explain(self.plan(names, profile, overrides), names, profile, overrides, force)
+
+    def _explain(self, waves, names, profile, overrides, force) -> list[Decision]:
         decisions: dict[str, Decision] = {}
         folders: dict[str, Path] = {}
-        for wave in self.plan(names, profile, overrides):
+        for wave in waves:
             for name in wave:
                 decisions[name] = self._decide(name, profile, overrides if name in names else {},
                                                decisions, folders, force and name in names)
@@ -922,7 +925,8 @@ class Runner:
             overrides: dict[str, str] | None = None, jobs: int = 1, force: bool = False) -> list[RunOutcome]:
         names = list(names or self.all_names())
         overrides = overrides or {}
-        decisions = self.explain(names, profile, overrides, force)
+        waves = self.plan(names, profile, overrides)
+        decisions = self._explain(waves, names, profile, overrides, force)
         to_run = [d.chapter for d in decisions if d.action == "run"]
         read_only = sorted({str(runs_dir() / n) for n in to_run if not writable(runs_dir() / n)})
         if read_only:
@@ -930,7 +934,6 @@ class Runner:
                               f"or point EMBREPRO_RUNS at a writable folder")
         if to_run:
             self.remove_stale()
-        waves = self.plan(names, profile, overrides)
         jobs = max(1, jobs)
         outcomes: dict[str, RunOutcome] = {}
         with kernel_environment():
