@@ -43,7 +43,7 @@ def test_kernels_get_a_fixed_hash_seed_and_thread_count_whatever_the_jobs(tiny_p
 
 def test_determinism_passes_a_deterministic_chapter_and_names_a_noisy_one(tiny_project, monkeypatch, capsys):
     write_chapter(tiny_project / "notebooks" / "part", "noisy", 'profile = "book"',
-                  "import random, time\nvalue = time.time() + random.random()\n"
+                  "import random, time\nvalue = random.random() + time.time_ns() % 1000  # no seed, and the clock\n"
                   + save_cell("noisy", '{"value": value, "fixed": 1.0}'), "title: Noisy\n")
     r = Runner(discover(tiny_project), log=lambda line: None)
     report = r.determinism(["producer", "noisy"], profile="smoke")
