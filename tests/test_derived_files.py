@@ -260,3 +260,24 @@ def test_a_truncated_imdb_token_file_is_rebuilt(tiny_imdb, cache, caplog):
         again = corpora.load_imdb("test")
     assert again.tokens == [["loved", "it"], ["awful", "acting"], ["not", "good"]]
     assert [str(npz) in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_a_truncated_token_embedding_file_is_encoded_again(cache, caplog):
+    from embrepro import multivector
+
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return [np.full((i + 1, 3), i, dtype=np.float32) for i in range(len(texts))]
+
+    first = multivector.TokenEmbeddingCache("toy-model", "rev1", encode).get(["a", "b"], kind="doc")
+    [npz] = (cache / "embeddings").glob("*.tokens.npz")
+    cut(npz, npz.stat().st_size // 2)
+    with caplog.at_level(logging.WARNING, logger="embrepro.derived"):
+        again = multivector.TokenEmbeddingCache("toy-model", "rev1", encode).get(["a", "b"], kind="doc")
+    assert len(calls) == 2 and np.array_equal(first.vectors, again.vectors)
+    assert np.array_equal(first.offsets, again.offsets)
+    assert any(str(npz) in r.getMessage() for r in caplog.records)
+    hit = multivector.TokenEmbeddingCache("toy-model", "rev1", encode)
+    assert np.array_equal(hit.get(["a", "b"], kind="doc").vectors, first.vectors) and (hit.hits, hit.misses) == (1, 0)

@@ -17,12 +17,12 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from embrepro import derived
 from embrepro.paths import cache_dir
 from embrepro.retrieval import EmbeddingCache
 
@@ -86,21 +86,28 @@ class TokenEmbeddingCache(EmbeddingCache):
         return cache_dir("embeddings") / f"{self.key(texts, kind)}.tokens.npz"
 
     def get(self, texts: Sequence[str], kind: str = "text") -> Ragged:
+        """Token vectors of ``texts``, from disk if this exact list was encoded before and the file
+        is intact; a damaged file (a truncated ``.npz``) is encoded again, with one log line."""
         path = self.path(texts, kind)
-        if path.exists():
-            self.hits += 1
-            with np.load(path) as f:
-                return Ragged(f["vectors"].astype(np.float32), f["offsets"])
-        self.misses += 1
-        sets = self.encode(list(texts))
-        if len(sets) != len(texts):
-            raise ValueError(f"encode returned {len(sets)} sets for {len(texts)} texts")
-        ragged = Ragged.from_list(sets)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, vectors=ragged.vectors.astype(np.float16), offsets=ragged.offsets)
-        os.replace(tmp, path)
-        # what the caller gets is exactly what a later cache hit returns
-        return Ragged(ragged.vectors.astype(np.float16).astype(np.float32), ragged.offsets)
+        encoded: list[Ragged] = []
+
+        def build(tmp) -> dict:
+            sets = self.encode(list(texts))
+            if len(sets) != len(texts):
+                raise ValueError(f"encode returned {len(sets)} sets for {len(texts)} texts")
+            ragged = Ragged.from_list(sets)
+            np.savez(tmp, vectors=ragged.vectors.astype(np.float16), offsets=ragged.offsets)
+            # what the caller gets is exactly what a later cache hit returns
+            encoded.append(Ragged(ragged.vectors.astype(np.float16).astype(np.float32), ragged.offsets))
+            return {"model": self.model_id, "revision": self.revision, "kind": f"tokens:{kind}"}
+
+        derived.ensure(path, self.key(texts, kind), build)
+        if encoded:
+            self.misses += 1
+            return encoded[0]
+        self.hits += 1
+        with np.load(path) as f:
+            return Ragged(f["vectors"].astype(np.float32), f["offsets"])
 
 
 def minilm_token_cache(encoder, batch_size: int = 32) -> TokenEmbeddingCache:
