@@ -204,10 +204,11 @@ def test_dry_run_names_what_changed(tiny_project, monkeypatch, tmp_path):
     write_chapter(tiny_project / "notebooks" / "part", "user", 'profile = "book"',
                   "import embrepro.paths\n" + save_cell("user", "{}"), "title: User\n")
     r, _ = runner_with_log(tiny_project)
-    monkeypatch.setattr("papermill.execute_notebook", no_kernel)
-    assert _why(r.explain(["producer"], "smoke"), "producer") == ("run", "no earlier run")
-    monkeypatch.undo()
+    with monkeypatch.context() as m:  # (monkeypatch.undo() would also undo the fixture's EMBREPRO_RUNS)
+        m.setattr("papermill.execute_notebook", no_kernel)
+        assert _why(r.explain(["producer"], "smoke"), "producer") == ("run", "no earlier run")
     r.run(["consumer", "user"])
+    assert runner_module.runs_dir().is_relative_to(tmp_path), "a test must never write to the real _runs/"
     assert _why(r.explain(["producer"]), "producer")[0] == "hit"
     action, why = _why(r.explain(["producer"], overrides={"x": "5"}), "producer")
     assert action == "run" and "parameters x: 1.0 -> 5.0" in why
