@@ -174,3 +174,17 @@ def test_claims_refuse_bad_declarations():
         ch.decide("a", iv(1, 0.5, 2), measured="1")
     with pytest.raises(ValueError, match="profile"):
         Chapter("t", "fast")
+
+
+def test_report_glues_plain_numbers_not_numpy_scalars(monkeypatch):
+    import numpy as np
+
+    from embrepro import claims
+
+    glued = {}
+    monkeypatch.setattr(claims, "glue", lambda name, value: glued.setdefault(name, value))
+    ch = Chapter("t", "book")
+    ch.report("gap", np.float64(1.8))
+    ch.report("count", np.int64(7))
+    assert type(glued["gap"]) is float and type(glued["count"]) is int
+    assert ch.metrics == {"gap": 1.8, "count": 7}

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import resource
 import time
@@ -549,7 +550,9 @@ class Chapter:
 
     def report(self, name: str, value, *, timing: bool = False):
         """Record a number and glue it for the prose, in one call; strings are only glued."""
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            # plain Python numbers: myst-nb formats a glued numpy scalar's repr, not its value
+            value = int(value) if isinstance(value, numbers.Integral) else float(value)
             (self.timing if timing else self.metric)(name, value)
         glue(name, value)
         return value
@@ -637,6 +640,8 @@ def glue(name: str, value, display: bool = False):
         from myst_nb import glue as _glue
     except ImportError:  # outside the notebook toolchain there is nothing to glue into
         return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if isinstance(value, str):
         from IPython.display import Markdown
 
