@@ -281,7 +281,7 @@ def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, n
         ahead = (position - seen)[hit]                               # non-ancestors ahead, per ancestor
         rank_sum += float(ahead.sum() + ahead.numel())
         rank_count += ahead.numel()
-        precision = torch.where(hit, seen / position, torch.zeros((), dtype=torch.float64, device=device))
+        precision = torch.where(hit, seen.double() / position, torch.zeros((), dtype=torch.float64, device=device))
         ap_sum += float((precision.sum(1) / hit.sum(1)).sum())
     return {"mean_rank": rank_sum / rank_count, "map": ap_sum / len(sources), "nodes": int(len(sources)),
             "pairs": int(rank_count)}
