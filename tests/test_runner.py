@@ -58,7 +58,7 @@ def test_run_cache_hit_force_and_dependency(tiny_project, monkeypatch):
     assert result["metrics"]["upstream_x"] == 1.0  # the artefact reached the dependent chapter
     produced = json.loads((first["producer"].folder / "result.json").read_text())
     assert produced["format"] == 2 and produced["claims"][0]["outcome"] == "reproduced"
-    assert produced["artefacts"] == {"artefact.txt": runner_module.file_sha256(first["producer"].folder / "artefact.txt")}
+    assert produced["artefacts"] == {"artefact.txt": runner_module.sha256_file(first["producer"].folder / "artefact.txt")}
     assert produced["peak_memory_mb"] > 0 and produced["runtime_s"] > 0
     assert (first["producer"].folder / "producer.ipynb").exists()
 

@@ -45,7 +45,7 @@ def test_forced_upstream_with_new_output_reruns_its_dependants(tiny_project):
     again = {o.chapter: o for o in r.run(["reader"])}
     assert again["clock"].status == "hit" and again["reader"].status == "ran"
     record = json.loads((again["reader"].folder / "result.json").read_text())
-    tick_sha = runner_module.file_sha256(again["clock"].folder / "tick.txt")
+    tick_sha = runner_module.sha256_file(again["clock"].folder / "tick.txt")
     assert record["key_components"]["upstream"]["tick"] == {"from": "clock/tick.txt", "sha256": {"tick.txt": tick_sha}}
     assert record["metrics"]["tick"] == float((again["clock"].folder / "tick.txt").read_text())
 

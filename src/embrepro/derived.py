@@ -196,11 +196,12 @@ def _remove_stale_temporaries(path: Path) -> None:
     """Remove temporaries of ``path`` left by processes that no longer exist."""
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
         pid = tmp.name[len(f".{path.name}.tmp-"):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (temporaries of dead processes may be removed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embrepro.derived import sha256_file
 from embrepro.paths import cache_dir, threads as default_threads
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -115,14 +116,6 @@ class ModelError(RuntimeError):
     """A model cannot be found, or its weights are not the expected file."""
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified_sha256(path: Path) -> str:
     """The sha256 of ``path``, from the on-disk record when the file's size and mtime still match.
 
@@ -140,7 +133,7 @@ def verified_sha256(path: Path) -> str:
             return str(seen["sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    actual = _hash_file(path)
+    actual = sha256_file(path)
     try:
         tmp = record.with_name(f"{record.stem}.tmp{os.getpid()}")
         tmp.write_text(json.dumps({"path": str(path), "size": stat.st_size,

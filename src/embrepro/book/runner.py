@@ -74,6 +74,7 @@ import yaml
 
 from embrepro.book.record import (CHAPTER_FILE, PROFILES, RUN_FILE, RecordError, RunRecord,
                                   read_chapter_result, record_differences)
+from embrepro.derived import process_alive, sha256_file
 from embrepro.paths import project_root, threads
 
 KEY_FORMAT = 2  # change when what a key means changes (the runner's source is not in the key)
@@ -428,14 +429,6 @@ def discover(root: Path | None = None) -> Chapters:
 # The content key
 # --------------------------------------------------------------------------------------------
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def module_file(dotted: str) -> Path | None:
     """The file of an ``embrepro`` module by dotted name: ``a/b.py`` or the package ``a/b/__init__.py``."""
     parts = dotted.split(".")
@@ -531,7 +524,7 @@ def package_modules(notebook_source: str | None = None) -> dict[str, str]:
         path = module_file(name)
         if path is None:
             continue
-        modules[name] = file_sha256(path)
+        modules[name] = sha256_file(path)
         parent = name.rpartition(".")[0]
         if parent:
             todo.add(parent)
@@ -700,7 +693,7 @@ def artefact_hashes(folder: Path, artefacts: list[str]) -> dict[str, str]:
     for name in artefacts:
         for path in sorted(folder.glob(f"{name}*")):
             if path.is_file() and (path.name == name or path.name.startswith(name + ".")):
-                hashes[path.name] = file_sha256(path)
+                hashes[path.name] = sha256_file(path)
     return hashes
 
 
@@ -723,7 +716,7 @@ def check_run(folder: Path, key: str, spec: ChapterSpec) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"artefact {name} is missing"
-        if file_sha256(path) != expected:
+        if sha256_file(path) != expected:
             return f"artefact {name} does not match its recorded sha256"
     return None
 
@@ -733,16 +726,6 @@ def writable(path: Path) -> bool:
     while not path.exists() and path != path.parent:
         path = path.parent
     return os.access(path, os.W_OK)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stale_work_folders(root: Path | None = None) -> list[Path]:
@@ -757,7 +740,7 @@ def stale_work_folders(root: Path | None = None) -> list[Path]:
             pid = parts[-2] if len(parts) >= 5 else ""
         else:
             pid = path.name.rpartition(".old")[2]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             stale.append(path)
     return stale
 
