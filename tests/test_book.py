@@ -7,11 +7,11 @@ from embrepro.book import pages as book
 from embrepro.book.runner import Runner, discover
 
 
-def test_scorecard_and_run_report_list_every_claim(tiny_project, monkeypatch):
+def test_scorecard_and_run_report_list_every_claim(tiny_project, monkeypatch, tmp_path):
     Runner(discover(tiny_project), log=lambda line: None).run(["producer"], profile="book")
     chapters = {"producer": discover(tiny_project)["producer"]}
-    card = book.scorecard_markdown(chapters, "book")
-    assert "x beats zero" in card and "✅ reproduced" in card and "**In all:**" in card
+    card = book.scorecard_markdown(chapters, "book", figure_dir=tmp_path)
+    assert "x beats zero" in card and "Verdict: **reproduced**" in card and "**In all:** reproduced: 1" in card
     report = book.run_report_markdown(chapters)
     row = next(line for line in report.splitlines() if line.startswith("| producer | book"))
     assert float(row.split("|")[3]) > 0  # runtime column holds a measured number

@@ -88,4 +88,4 @@ def recorded_runs(chapter: str):
         print(f"No recorded runs of {chapter} yet (embrepro record {chapter} --profile P adds one).")
         return pd.DataFrame(rows)
     return (pd.DataFrame(rows).sort_values("profile", key=lambda s: s.map(PROFILE_ORDER))
-            .reset_index(drop=True))
+            .set_index("profile"))

@@ -32,14 +32,14 @@ from embrepro.paths import project_root
 OUTCOMES = ("reproduced", "partly reproduced", "inconclusive", "not reproduced", "not assessable here",
             "not assessed (smoke)")
 MARK = {
-    "reproduced": "✅ reproduced",
-    "partly reproduced": "🟡 partly reproduced",
-    "not reproduced": "❌ not reproduced",
-    "inconclusive": "⚪ inconclusive",
-    "not assessable here": "⬜ not assessable here",
-    "not assessed (smoke)": "· not assessed (smoke)",
-    "passed": "✅ passed",
-    "failed": "❌ failed",
+    "reproduced": "**reproduced**",
+    "partly reproduced": "**partly reproduced**",
+    "not reproduced": "**not reproduced**",
+    "inconclusive": "**inconclusive**",
+    "not assessable here": "**not assessable here**",
+    "not assessed (smoke)": "not assessed (smoke)",
+    "passed": "passed",
+    "failed": "**failed**",
 }
 COLOURS = {"reproduced": "#1b9e77", "partly reproduced": "#e6ab02", "inconclusive": "#bbbbbb",
            "not reproduced": "#d95f02", "not assessable here": "#7570b3", "not assessed (smoke)": "#eeeeee"}
@@ -114,7 +114,7 @@ def outcome_figure(card: dict, path: Path) -> Path | None:
     for c in card["claims"]:
         by_part.setdefault(c["part"] or "(no part)", Counter())[c["outcome"]] += 1
     names = list(by_part)
-    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.7 * len(names)))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * len(names)))
     left = [0] * len(names)
     for outcome in OUTCOMES:
         counts = [by_part[p][outcome] for p in names]
@@ -127,8 +127,7 @@ def outcome_figure(card: dict, path: Path) -> Path | None:
     ax.invert_yaxis()
     ax.set_xlabel("claims")
     ax.set_title(f"Outcomes of the book's claims by part ({card['profile']} profile)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(names) < 3 else -0.12), ncol=3,
-              frameon=False, fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
@@ -152,7 +151,7 @@ def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str, figure_di
         "",
         f"Live runs on this page are at the **{profile}** profile.",
         "",
-        "**In all:** " + (", ".join(f"{MARK.get(o, o)}: {counts[o]}" for o in OUTCOMES if counts[o])
+        "**In all:** " + (", ".join(f"{o}: {counts[o]}" for o in OUTCOMES if counts[o])
                           or "no claims yet") + ".",
         "",
     ]
@@ -168,13 +167,17 @@ def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str, figure_di
         if name in card["missing"]:
             lines += [f"*No {profile}-profile run of this chapter yet.*", ""]
             continue
-        lines += [f"Chapter: {{doc}}`../chapters/{name}`", "",
-                  "| claim | kind | rule | paper | evidence | measured here | interval | verdict |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for c in by_chapter.get(name, []):
-            lines.append(f"| {_cell(c['statement'])} | {_cell(c['kind'])} | {_cell(c['rule'])} | "
-                         f"{_cell(c['paper_value'])} | [{_cell(c['evidence'])}] {_cell(c['source'])} | "
-                         f"{_cell(c['measured'])} | {_interval(c)} | {MARK.get(c['outcome'], _cell(c['outcome']))} |")
+        claims = by_chapter.get(name, [])
+        lines += [f"Chapter: {{doc}}`../chapters/{name}`. " + ", ".join(
+            f"{n} {o}" for o, n in Counter(c["outcome"] for c in claims).most_common()) + ".", ""]
+        for c in claims:
+            interval = f"; interval {_interval(c)}" if _interval(c) else ""
+            lines += [f"- **{_cell(c['statement'])}**", "",
+                      f"  Verdict: {MARK.get(c['outcome'], _cell(c['outcome']))}. Paper: {_cell(c['paper_value'])} "
+                      f"([{_cell(c['evidence'])}] {_cell(c['source'])}). Here: {_cell(c['measured'])}{interval}.", "",
+                      f"  *Rule ({_cell(c['kind'])}):* {_cell(c['rule'])}", ""]
+            if c.get("why") and c["outcome"] == "not assessable here":
+                lines += [f"  *Why:* {_cell(c['why'])}", ""]
         lines.append("")
     lines += ["## Checks", "",
               "Anchor checks (our copy of a model scores what its publishers report), checks that our",
