@@ -188,3 +188,12 @@ def test_report_glues_plain_numbers_not_numpy_scalars(monkeypatch):
     ch.report("count", np.int64(7))
     assert type(glued["gap"]) is float and type(glued["count"]) is int
     assert ch.metrics == {"gap": 1.8, "count": 7}
+
+
+def test_verdicts_table_shows_each_part_of_a_compound_claim():
+    ch = Chapter("t", "book")
+    ch.claim("c", "fast and no loss", rule=Compound({"speed": Ratio(bar=2.0), "accuracy": NoLoss(margin=1.0)}),
+             paper_value="2.7x, +1", evidence="V", source="s")
+    ch.decide("c", {"speed": iv(3, 2.5, 3.5), "accuracy": iv(-5, -6, -4)}, measured="3x; -5")
+    row = ch.verdicts().loc["c"]
+    assert row["verdict"] == "partly reproduced (speed: reproduced; accuracy: not reproduced)"

@@ -579,7 +579,10 @@ class Chapter:
     def verdicts(self):
         """The decided claims: paper value, measured value, interval, verdict and why."""
         t = self.table()
-        return t.assign(why=[c.why for c in self.claims.values()])[
+        verdict = [str(c.outcome) + (" (" + "; ".join(f"{part}: {o}" for part, o in c.parts.items()) + ")"
+                                     if c.parts else "") if c.outcome else "(not decided)"
+                   for c in self.claims.values()]
+        return t.assign(verdict=verdict, why=[c.why for c in self.claims.values()])[
             ["claim", "paper", "measured here", "interval", "verdict", "why"]]
 
     def checks_table(self):

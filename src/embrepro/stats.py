@@ -249,7 +249,8 @@ def bootstrap_spearman(cosines: Sequence[np.ndarray], gold: Sequence[float], n_b
         for k, system in enumerate(systems):
             r = centred(_resample_ranks(counts, system), counts)
             r_norm = np.sqrt((counts * r * r).sum(axis=1))
-            out[start:start + rows, k] = 100 * (counts * r * g).sum(axis=1) / (r_norm * g_norm)
+            with np.errstate(invalid="ignore", divide="ignore"):  # a resample of tied values: NaN
+                out[start:start + rows, k] = 100 * (counts * r * g).sum(axis=1) / (r_norm * g_norm)
     return out
 
 
