@@ -97,3 +97,17 @@ def test_differences_compare_metrics_and_outcomes_but_not_timings():
     assert "metric acc: 0.5 != 0.51" in lines and "metric new: only in the second run" in lines
     assert "claim c1 outcome: 'reproduced' != 'inconclusive'" in lines
     assert "check k1 outcome: 'pass' != 'fail'" in lines and len(lines) == 5
+
+
+def test_a_timing_claim_is_compared_on_its_displayed_outcome_only():
+    a = RunRecord.from_json(_record())
+    claims = _record()["claims"]
+    claims[1] = {**claims[1], "computed_outcome": "inconclusive"}   # a busier machine at the smoke profile
+    assert record_differences(a, RunRecord.from_json(_record(claims=claims))) == []
+    claims[1] = {**claims[1], "outcome": "inconclusive"}            # the shown verdict must still agree
+    assert record_differences(a, RunRecord.from_json(_record(claims=claims))) == [
+        "claim fast outcome: 'reproduced' != 'inconclusive'"]
+    claims = _record()["claims"]
+    claims[0] = {**claims[0], "computed_outcome": "inconclusive"}   # any other kind: computed outcomes too
+    assert record_differences(a, RunRecord.from_json(_record(claims=claims))) == [
+        "claim c1 computed_outcome: 'reproduced' != 'inconclusive'"]
