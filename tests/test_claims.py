@@ -197,3 +197,13 @@ def test_verdicts_table_shows_each_part_of_a_compound_claim():
     ch.decide("c", {"speed": iv(3, 2.5, 3.5), "accuracy": iv(-5, -6, -4)}, measured="3x; -5")
     row = ch.verdicts().loc["c"]
     assert row["verdict"] == "partly reproduced (speed: reproduced; accuracy: not reproduced)"
+
+
+def test_book_extension_is_labelled_as_such():
+    from embrepro.claims import evidence_label
+    ch = Chapter("t", "book")
+    ch.claim("ext", "A beats B", rule=Direction(), paper_value="none", evidence="E",
+             source="control added by the book")
+    assert ch.claims_table().loc["ext", "evidence"] == "book's extension (control added by the book)"
+    assert evidence_label("V", "Table 1") == "[V] Table 1"
+    assert evidence_label("E", "") == "book's extension"

@@ -105,6 +105,18 @@ def test_sts_and_sick_loaders_match_the_published_sizes():
         data.load_stsb("validation")
 
 
+def test_nli_loader_matches_the_published_sizes_and_labels():
+    dev, test, sick = data.load_nli("snli_dev"), data.load_nli("snli_test"), data.load_nli("sick_train")
+    assert (len(dev), len(test), len(sick)) == (9842, 9824, 4500)
+    assert (dev.labels.count("entailment"), dev.labels.count("neutral"), dev.labels.count("contradiction")) == \
+        (3329, 3235, 3278)
+    assert sick.labels[0] == "neutral" and sick.premises[0].startswith("A group of kids is playing in a yard")
+    assert set(test.label_ids()) == {0, 1, 2}
+    assert data.NLI_LABELS[dev.label_ids()[1]] == dev.labels[1] == "entailment"
+    with pytest.raises(ValueError):
+        data.load_nli("snli_train")
+
+
 def test_word_similarity_and_analogy_files():
     ws = data.load_word_similarity("ws353")
     assert len(ws) == 353 and ws.pairs[0] == ("love", "sex")

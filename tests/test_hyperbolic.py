@@ -189,3 +189,66 @@ def test_loss_plateau_measures_the_late_decrease():
     assert H.loss_plateau([1.0, float("nan"), 1.0]) == math.inf
     with pytest.raises(ValueError):
         H.loss_plateau([1.0])
+
+
+# --------------------------------------------------------------------------------------------
+# Link prediction
+# --------------------------------------------------------------------------------------------
+
+def test_split_links_holds_out_only_pairs_between_inner_nodes():
+    h = tree_hierarchy(3, 3)  # root r, 3 + 9 inner nodes, 27 leaves, 102 pairs
+    # qualifying pairs: child with descendants (depth 1 or 2) and ancestor not the root: the 9
+    # depth-2 nodes with their depth-1 parent
+    train, dev, test = H.split_links(h.edges, share=1.0, seed=0)
+    assert (len(train), len(dev), len(test)) == (93, 4, 5)
+    held = {tuple(e) for e in np.concatenate([dev, test]).tolist()}
+    for c, p in held:
+        assert len(h.nodes[c]) == 3 and h.nodes[p] == h.nodes[c][:2]
+    assert not held & {tuple(e) for e in train.tolist()}
+    assert sorted(map(tuple, np.concatenate([train, dev, test]).tolist())) == sorted(map(tuple, h.edges.tolist()))
+    # a share of 0 holds out nothing; the same seed gives the same split, another seed another
+    train0, dev0, test0 = H.split_links(h.edges, share=0.0)
+    assert len(train0) == len(h) and len(dev0) == len(test0) == 0
+    a, b = H.split_links(h.edges, 0.5, seed=1), H.split_links(h.edges, 0.5, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)) and len(a[1]) + len(a[2]) == 4  # round(4.5) = 4
+    with pytest.raises(ValueError):
+        H.split_links(h.edges, 1.5)
+
+
+def test_link_prediction_ranks_held_out_pairs_against_true_negatives_only():
+    # a <- b <- c and a <- d (closure: b-a, c-b, c-a, d-a); the pair c-b is held out.
+    h = Hierarchy.from_pairs("chain", [("b", "a"), ("c", "b"), ("c", "a"), ("d", "a")])
+    at = h.index
+    emb = np.zeros((4, 1))
+    emb[[at("a"), at("b"), at("c"), at("d")], 0] = [1.3, 1.0, 1.5, 1.2]
+    held = np.array([[at("c"), at("b")]])
+    # from c: a (0.04) is nearest, then d (0.09), then b (0.25). a is a known ancestor and is left
+    # out, d is a true negative ahead of b: rank 2, average precision 1/2.
+    got = H.link_prediction(held, h.edges, emb, "euclidean", per_node=True)
+    assert got["mean_rank"] == pytest.approx(2.0) and got["map"] == pytest.approx(0.5)
+    assert got["nodes"] == 1 and got["pairs"] == 1
+    assert got["node_ids"].tolist() == [at("c")] and got["node_ap"].tolist() == pytest.approx([0.5])
+    # without leaving a out, a counts against b: rank 3, average precision 1/3
+    plain = H.reconstruction(held, emb, "euclidean")
+    assert plain["mean_rank"] == pytest.approx(3.0) and plain["map"] == pytest.approx(1 / 3)
+    # an empty ignore list changes nothing; a scorer replaces the distance
+    assert H.reconstruction(held, emb, "euclidean", ignore=np.zeros((0, 2)))["map"] == pytest.approx(1 / 3)
+    by_index = lambda src: torch.arange(4, dtype=torch.float64).expand(len(src), 4)  # noqa: E731
+    # ranking by index from c (index 2): a (0), b (1): b is second, behind the known a -> left out
+    scored = H.link_prediction(held, h.edges, emb, "euclidean", scorer=by_index)
+    assert scored["mean_rank"] == 1 and scored["map"] == 1
+
+
+def test_best_learning_rate_uses_the_mean_over_seeds_and_breaks_ties_low():
+    import pandas as pd
+
+    rows = [("poincare", 5, lr, s, v) for lr, s, v in [
+        (0.1, 0, 0.5), (0.1, 1, 0.7), (0.3, 0, 0.65), (0.3, 1, 0.6), (1.0, 0, 0.9), (1.0, 1, float("nan"))]]
+    rows += [("euclidean", 5, lr, s, 0.4) for lr in (0.3, 1.0) for s in (0, 1)]  # a tie
+    table = pd.DataFrame(rows, columns=["geometry", "dim", "lr", "seed", "dev MAP"])
+    best = H.best_learning_rate(table, "dev MAP").set_index("geometry")
+    # poincaré: 0.1 -> 0.60, 0.3 -> 0.625, 1.0 diverged on a seed -> worst
+    assert best.loc["poincare", "lr"] == 0.3 and best.loc["poincare", "dev MAP"] == pytest.approx(0.625)
+    assert best.loc["euclidean", "lr"] == 0.3
+    with pytest.raises(ValueError):
+        H.best_learning_rate(table.drop(columns="lr"), "dev MAP")

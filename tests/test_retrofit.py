@@ -106,3 +106,41 @@ def test_retrofit_rejects_mismatched_shapes():
     graph = LexiconGraph.from_lexicon(LEXICON, WORDS)
     with pytest.raises(ValueError):
         retrofit(VECTORS[:3], graph)
+
+
+def test_content_effect_needs_a_gain_and_a_margin():
+    from embrepro.retrofit import content_effect
+
+    # hurts but hurts less than random (the old rule's false win); helps but within the margin; helps and clears it
+    effect = content_effect([-8.4, 3.0, 3.0, 0.5], [6.0, 0.5, 4.0, 2.0], margin=1.0)
+    np.testing.assert_allclose(effect, [-8.4, -0.5, 3.0, 0.5])
+    with pytest.raises(ValueError):
+        content_effect([1.0], [1.0], margin=-1.0)
+    with pytest.raises(ValueError):
+        content_effect([1.0, 2.0], [1.0], margin=1.0)
+
+
+def test_beats_random_rule_fails_when_retrofitting_hurts_everywhere_random_hurts_more():
+    from embrepro.claims import Outcome, Pattern
+    from embrepro.retrofit import content_effect
+
+    rule = Pattern(cells="27 cells")
+    # 27 cells: the real lexicon always beats its random twin by 5+ points, but lowers the score in 20 of them
+    gain = np.array([-3.0] * 20 + [2.0] * 7)
+    over_random = np.full(27, 6.0)
+    assert rule.judge(over_random) == Outcome.REPRODUCED  # the old rule: real minus random only
+    assert rule.judge(content_effect(gain, over_random, margin=1.0)) == Outcome.NOT_REPRODUCED
+    # helps in every cell but never clears the margin over random: not reproduced either
+    assert rule.judge(content_effect(np.full(27, 2.0), np.full(27, 0.5), margin=1.0)) == Outcome.NOT_REPRODUCED
+    # a split grid cannot decide: inconclusive
+    assert rule.judge(content_effect(np.array([2.0] * 14 + [-2.0] * 13), np.full(27, 3.0), margin=1.0)) \
+        == Outcome.INCONCLUSIVE
+    # gains that clear the margin in 20 of 27 cells: reproduced (sign test p < 0.05)
+    assert rule.judge(content_effect(np.array([2.0] * 20 + [-1.0] * 7), np.full(27, 3.0), margin=1.0)) \
+        == Outcome.REPRODUCED
+
+
+def test_a_lexicon_with_no_link_in_the_vocabulary_moves_nothing():
+    graph = LexiconGraph.from_lexicon({"zz": ["yy"]}, WORDS)
+    scaled = VECTORS * 5.0
+    np.testing.assert_array_equal(retrofit(scaled, graph, iterations=10), unit_rows(scaled))

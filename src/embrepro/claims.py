@@ -64,8 +64,10 @@ from embrepro.stats import Interval, sign_test
 RESULT_FILE = "chapter-result.json"
 FORMAT = 2
 PROFILES = ("smoke", "book", "paper")
-EVIDENCE = {"V": "primary source", "S": "second-hand", "U": "unverified"}
-Evidence = Literal["V", "S", "U"]
+# Where the paper's number was read (anchors.md); "E" marks a claim the paper never makes, the book's
+# extension, judged like any other claim (verdicts.md, "Labels and prose").
+EVIDENCE = {"V": "primary source", "S": "second-hand", "U": "unverified", "E": "book's extension"}
+Evidence = Literal["V", "S", "U", "E"]
 CheckKind = Literal["anchor", "implementation", "arithmetic"]
 
 
@@ -90,6 +92,13 @@ def _num(x: float, unit: str = "") -> str:
 
 def _level(iv: Interval) -> str:
     return f"{100 * iv.level:.0f}%"
+
+
+def evidence_label(evidence: str, source: str) -> str:
+    """How a claim's evidence is shown: "[V] Table 1", or "book's extension (source)" for "E"."""
+    if evidence == "E":
+        return f"book's extension ({source})" if source else "book's extension"
+    return f"[{evidence}] {source}"
 
 
 def _require_interval(rule: "Rule", evidence) -> Interval:
@@ -564,7 +573,7 @@ class Chapter:
 
         rows = [{
             "id": c.id, "claim": c.statement, "paper": c.paper_value,
-            "evidence": f"[{c.evidence}] {c.source}", "kind": c.kind, "rule": c.rule.sentence(),
+            "evidence": evidence_label(c.evidence, c.source), "kind": c.kind, "rule": c.rule.sentence(),
             "preconditions": "; ".join(c.preconditions.values()),
             "measured here": c.measured or "",
             "interval": "" if c.interval is None else f"[{c.interval[0]:.3g}, {c.interval[1]:.3g}]",

@@ -247,7 +247,8 @@ def pairwise_distances(manifold: str, rows: torch.Tensor, points: torch.Tensor) 
 
 
 def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, nodes: np.ndarray | None = None,
-                   chunk: int = 256, device: str = "cpu") -> dict:
+                   chunk: int = 256, device: str = "cpu", ignore: np.ndarray | None = None,
+                   per_node: bool = False, scorer=None) -> dict:
     """Mean rank and MAP of the (child, ancestor) ``edges`` under an embedding (rows = nodes).
 
     For every node with at least one ancestor (or those in ``nodes``), all other nodes are sorted
@@ -255,6 +256,13 @@ def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, n
     average precision is the mean, over its ancestors, of the share of ancestors among the nodes up
     to that one (scikit-learn's ``average_precision_score`` when there are no ties). ``chunk``
     source nodes are scored at a time.
+
+    Optional: ``ignore`` holds (node, other) pairs that take no part in ``node``'s ranking, neither
+    as positives nor as negatives (the true links that are not being tested, in link prediction:
+    see :func:`link_prediction`); ``per_node=True`` adds ``node_ids`` and ``node_ap`` (each scored
+    node's average precision); ``scorer``, a function from a tensor of source indices to their
+    (len(sources), n) distances, replaces the embedding's distance (for a control that ranks by
+    something else; ``embedding`` then only gives the number of nodes).
     """
     edges = np.asarray(edges)
     points = torch.as_tensor(np.asarray(embedding), dtype=torch.float64, device=device)
@@ -264,13 +272,25 @@ def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, n
     sources = np.unique(children) if nodes is None else np.asarray(nodes)
     starts = np.searchsorted(children, sources)
     ends = np.searchsorted(children, sources, side="right")
-    rank_sum, rank_count, ap_sum = 0.0, 0, 0.0
+    if ignore is not None:
+        ignore = np.asarray(ignore, dtype=np.int64).reshape(-1, 2)
+        ignore = ignore[np.argsort(ignore[:, 0], kind="stable")]
+    rank_sum, rank_count, ap_sum, node_ap = 0.0, 0, 0.0, []
     for lo in range(0, len(sources), chunk):
         src = sources[lo:lo + chunk]
         m = len(src)
         src_t = torch.as_tensor(src, device=device)
-        dist = pairwise_distances(manifold, points[src_t], points)
+        if scorer is not None:
+            dist = scorer(src_t).to(device=device, dtype=torch.float64).clone()
+        else:
+            dist = pairwise_distances(manifold, points[src_t], points)
         dist[torch.arange(m, device=device), src_t] = float("inf")
+        if ignore is not None and len(ignore):
+            # ignored pairs go to the end of the ranking, behind every positive (which stay finite)
+            lo_i, hi_i = np.searchsorted(ignore[:, 0], src), np.searchsorted(ignore[:, 0], src, side="right")
+            irows = np.repeat(np.arange(m), hi_i - lo_i)
+            icols = np.concatenate([ignore[a:b, 1] for a, b in zip(lo_i, hi_i)]) if len(irows) else np.zeros(0, np.int64)
+            dist[torch.as_tensor(irows, device=device), torch.as_tensor(icols, device=device)] = float("inf")
         rows = np.repeat(np.arange(m), ends[lo:lo + chunk] - starts[lo:lo + chunk])
         cols = np.concatenate([parents[s:e] for s, e in zip(starts[lo:lo + chunk], ends[lo:lo + chunk])])
         positive = torch.zeros(m, n, dtype=torch.bool, device=device)
@@ -282,9 +302,80 @@ def reconstruction(edges: np.ndarray, embedding: np.ndarray, manifold: str, *, n
         rank_sum += float(ahead.sum() + ahead.numel())
         rank_count += ahead.numel()
         precision = torch.where(hit, seen.double() / position, torch.zeros((), dtype=torch.float64, device=device))
-        ap_sum += float((precision.sum(1) / hit.sum(1)).sum())
-    return {"mean_rank": rank_sum / rank_count, "map": ap_sum / len(sources), "nodes": int(len(sources)),
-            "pairs": int(rank_count)}
+        ap = precision.sum(1) / hit.sum(1)
+        ap_sum += float(ap.sum())
+        node_ap.append(ap.cpu().numpy())
+    out = {"mean_rank": rank_sum / rank_count, "map": ap_sum / len(sources), "nodes": int(len(sources)),
+           "pairs": int(rank_count)}
+    if per_node:
+        out["node_ids"] = np.asarray(sources)
+        out["node_ap"] = np.concatenate(node_ap) if node_ap else np.zeros(0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Link prediction: held-out is-a pairs
+# --------------------------------------------------------------------------------------------
+
+def split_links(edges: np.ndarray, share: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out pairs of a closure for link prediction: ``(train, dev, test)`` edge arrays.
+
+    As in the paper's link-prediction task, a held-out pair never involves a root (a node with no
+    ancestor of its own) nor a leaf (a node that is nobody's ancestor): pairs whose ancestor is a
+    root would be trivial to predict, and a leaf has nothing but its own pairs to place it. Of the
+    pairs that qualify, ``round(share * count)`` are drawn at random (``seed``); the first half
+    (rounded down) is the dev part, the rest the test part. Every node keeps at least its pairs to
+    the roots, so none disappears from training. Each part keeps the rows' original order.
+    """
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be in [0, 1], got {share}")
+    is_ancestor = np.isin(edges[:, 0], edges[:, 1])                    # the child has descendants
+    has_parent = np.isin(edges[:, 1], edges[:, 0])                     # the ancestor is not a root
+    eligible = np.flatnonzero(is_ancestor & has_parent)
+    held = np.random.default_rng(seed).permutation(eligible)[:round(share * len(eligible))]
+    dev, test = np.sort(held[:len(held) // 2]), np.sort(held[len(held) // 2:])
+    train = np.setdiff1d(np.arange(len(edges)), held)
+    return edges[train], edges[dev], edges[test]
+
+
+def link_prediction(held_out: np.ndarray, edges: np.ndarray, embedding: np.ndarray, manifold: str, **kwargs) -> dict:
+    """Mean rank and MAP of held-out pairs, ranked against the true non-ancestors only.
+
+    For each node with a held-out pair, its held-out ancestors are the positives; its other true
+    ancestors (the pairs of ``edges``, the whole closure, that are not held out) are left out of the
+    ranking, so that an embedding is not penalised for ranking a known ancestor first (the
+    "filtered" setting); every other node is a negative. Keyword arguments go to
+    :func:`reconstruction`.
+    """
+    held_out = np.asarray(held_out, dtype=np.int64).reshape(-1, 2)
+    edges = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    n = int(max(edges.max(initial=0), held_out.max(initial=0))) + 1
+    held_keys = held_out[:, 0] * n + held_out[:, 1]
+    known = edges[~np.isin(edges[:, 0] * n + edges[:, 1], held_keys)]
+    return reconstruction(held_out, embedding, manifold, ignore=known, **kwargs)
+
+
+def best_learning_rate(results, score: str = "MAP", groups: Sequence[str] = ("geometry", "dim")):
+    """One learning rate per group: the one with the best mean ``score`` over seeds (on dev data).
+
+    ``results`` has one row per run with the ``groups`` columns, ``lr`` and ``score`` (higher is
+    better; a missing or non-finite score, a diverged run, counts as the worst). Ties go to the
+    smaller rate. Returns one row per group: the groups, ``lr`` and the mean score (``score``).
+    """
+    import pandas as pd
+
+    missing = {*groups, "lr", score} - set(results.columns)
+    if missing:
+        raise ValueError(f"best_learning_rate needs the columns {sorted(missing)}")
+    rows = []
+    for key, group in results.groupby(list(groups), sort=True):
+        finite = group[score].where(np.isfinite(group[score].astype(float)), -np.inf)
+        means = finite.groupby(group["lr"]).mean().sort_index()
+        best = int(np.argmax(means.to_numpy()))
+        rows.append({**dict(zip(groups, key if isinstance(key, tuple) else (key,))),
+                     "lr": float(means.index[best]), score: float(means.iloc[best])})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------

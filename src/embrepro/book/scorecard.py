@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from embrepro.book.record import RunRecord
+from embrepro.claims import evidence_label
 from embrepro.book.runner import ChapterSpec, latest_run
 from embrepro.paths import project_root
 
@@ -174,7 +175,7 @@ def scorecard_markdown(chapters: dict[str, ChapterSpec], profile: str, figure_di
             interval = f"; interval {_interval(c)}" if _interval(c) else ""
             lines += [f"- **{_cell(c['statement'])}**", "",
                       f"  Verdict: {MARK.get(c['outcome'], _cell(c['outcome']))}. Paper: {_cell(c['paper_value'])} "
-                      f"([{_cell(c['evidence'])}] {_cell(c['source'])}). Here: {_cell(c['measured'])}{interval}.", "",
+                      f"({_cell(evidence_label(c['evidence'], c['source']))}). Here: {_cell(c['measured'])}{interval}.", "",
                       f"  *Rule ({_cell(c['kind'])}):* {_cell(c['rule'])}", ""]
             if c.get("why") and c["outcome"] == "not assessable here":
                 lines += [f"  *Why:* {_cell(c['why'])}", ""]

@@ -15,8 +15,9 @@ checked on every read. Within this package, modules import each other by their o
 (``from embrepro.data.manifest import fetch``), never through this ``__init__``.
 """
 
-from embrepro.data.benchmarks import (SICK_SEMEVAL_FILES, WORD_SIMILARITY_FILES, RetrievalData, SentencePairs, WordPairs,
-                                      analogy_file, load_limit_small, load_scifact, load_sick, load_stsb,
+from embrepro.data.benchmarks import (NLI_LABELS, SICK_SEMEVAL_FILES, WORD_SIMILARITY_FILES, NLIPairs, RetrievalData,
+                                      SentencePairs, WordPairs, analogy_file, load_limit_small, load_nli,
+                                      load_scifact, load_sick, load_stsb,
                                       load_word_similarity)
 from embrepro.data.corpora import (CORPUS_FORMAT, IMDB_FORMAT, CorpusFile, GutenbergSentences, LabelledDocuments,
                                    gutenberg_corpus, gutenberg_sentences, load_imdb, strip_gutenberg_boilerplate,
@@ -37,8 +38,9 @@ __all__ = [
     "gutenberg_sentences", "load_imdb", "strip_gutenberg_boilerplate", "tokenize", "tokenize_review",
     "tokenize_sentences",
     # benchmarks
-    "SICK_SEMEVAL_FILES", "WORD_SIMILARITY_FILES", "RetrievalData", "SentencePairs", "WordPairs", "analogy_file",
-    "load_limit_small", "load_scifact", "load_sick", "load_stsb", "load_word_similarity",
+    "NLI_LABELS", "NLIPairs", "SICK_SEMEVAL_FILES", "WORD_SIMILARITY_FILES", "RetrievalData", "SentencePairs",
+    "WordPairs", "analogy_file",
+    "load_limit_small", "load_nli", "load_scifact", "load_sick", "load_stsb", "load_word_similarity",
     # lexicons and WordNet
     "NOUN_CLOSURE_FORMAT", "RETROFIT_LEXICON_FILES", "WORDNET_DATA_FILES", "WORDNET_RELATIONS", "Hierarchy", "Lexicon",
     "Synset", "lexicon_from_lines", "load_mammal_closure", "load_noun_closure", "load_retrofit_lexicon",

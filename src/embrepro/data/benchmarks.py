@@ -25,8 +25,9 @@ from embrepro import derived
 from embrepro.data.manifest import fetch, sha256_file
 from embrepro.paths import cache_dir
 
-__all__ = ["RetrievalData", "SICK_SEMEVAL_FILES", "SentencePairs", "WORD_SIMILARITY_FILES", "WordPairs",
-           "analogy_file", "load_limit_small", "load_scifact", "load_sick", "load_stsb", "load_word_similarity"]
+__all__ = ["NLI_LABELS", "NLIPairs", "RetrievalData", "SICK_SEMEVAL_FILES", "SentencePairs", "WORD_SIMILARITY_FILES", "WordPairs",
+           "analogy_file", "load_limit_small", "load_nli", "load_scifact", "load_sick", "load_stsb",
+           "load_word_similarity"]
 
 
 @dataclass
@@ -85,6 +86,58 @@ def load_sick(split: str = "all") -> SentencePairs:
                 s2.append(row["sentence_B"])
                 scores.append(float(row["relatedness_score"]))
     return SentencePairs("SICK-R", split, s1, s2, scores)
+
+
+NLI_LABELS = ("contradiction", "entailment", "neutral")
+
+
+@dataclass
+class NLIPairs:
+    """Premise-hypothesis pairs with an entailment label (one of :data:`NLI_LABELS`)."""
+
+    name: str
+    split: str
+    premises: list[str]
+    hypotheses: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def label_ids(self) -> list[int]:
+        """Labels as integers, in the order of :data:`NLI_LABELS`."""
+        return [NLI_LABELS.index(label) for label in self.labels]
+
+
+def load_nli(split: str = "snli_dev") -> NLIPairs:
+    """NLI pairs that the offline mirror holds (no SNLI or MultiNLI training split is available).
+
+    ``snli_dev`` (9,842) and ``snli_test`` (9,824): SNLI 1.0 (Bowman et al. 2015), tokenised
+    InferSent-style files of the e-SNLI release. ``sick_train`` (4,500): the entailment judgments of
+    the SemEval-2014 SICK training split. Labels are lower-cased (contradiction, entailment, neutral).
+    """
+    if split in ("snli_dev", "snli_test"):
+        part = split.split("_")[1]
+        columns = []
+        for stem in ("s1", "s2", "labels"):
+            with open(fetch("nli_snli_devtest", f"{stem}.{part}"), encoding="utf-8") as fh:
+                columns.append([line.rstrip("\n").strip() for line in fh])
+        if len({len(c) for c in columns}) != 1:
+            raise ValueError(f"SNLI {part}: the premise, hypothesis and label files differ in length")
+        premises, hypotheses, labels = columns
+    elif split == "sick_train":
+        premises, hypotheses, labels = [], [], []
+        with open(fetch("sick", SICK_SEMEVAL_FILES["train"]), encoding="utf-8") as fh:
+            for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+                premises.append(row["sentence_A"])
+                hypotheses.append(row["sentence_B"])
+                labels.append(row["entailment_judgment"].lower())
+    else:
+        raise ValueError(f"NLI split must be snli_dev, snli_test or sick_train, not {split!r}")
+    unknown = sorted(set(labels) - set(NLI_LABELS))
+    if unknown:
+        raise ValueError(f"NLI {split}: unknown labels {unknown}")
+    return NLIPairs("SNLI" if split.startswith("snli") else "SICK-E", split, premises, hypotheses, labels)
 
 
 WORD_SIMILARITY_FILES = {
