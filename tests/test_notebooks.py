@@ -58,3 +58,15 @@ def test_every_chapter_is_in_the_table_of_contents():
     toc = (project_root() / "_toc.yml").read_text()
     missing = [name for name in CHAPTERS if f"book/chapters/{name}\n" not in toc]
     assert not missing, f"add these chapters to _toc.yml: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(CHAPTERS))
+def test_links_to_other_chapters_name_them_as_the_book_places_them(name):
+    # The book copies every chapter into one folder (book/chapters), so a link to another chapter is
+    # its bare file name; "../word_vectors/x.ipynb" breaks the build there.
+    import re
+    nb = json.loads(CHAPTERS[name].notebook.read_text())
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for target in re.findall(r"\]\(([^)#\s]+\.ipynb)(?:#[^)]*)?\)", markdown):
+        assert "/" not in target, f"{name}: link to {target}; write {target.rsplit('/', 1)[-1]}"
+        assert target[:-len(".ipynb")] in CHAPTERS, f"{name}: link to {target}, which is not a chapter"
