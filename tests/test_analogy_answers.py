@@ -41,3 +41,14 @@ def test_answers_agree_with_accuracy_and_line_up_across_vector_sets():
 def test_answers_are_empty_when_no_question_can_be_asked():
     out = evaluation.analogy_answers(vectors({"zzz": np.ones(4), "yyy": np.zeros(4)}), "google", restrict_vocab=10)
     assert len(out) == 0 and list(out.columns) == ["section", "kind", "question", "correct"]
+
+
+def test_answers_on_a_question_file_given_by_path(tmp_path):
+    # A subset file (as word2vec writes for GloVe): one row per question, "Total accuracy" not counted again.
+    source = tmp_path / "subset.txt"
+    source.write_text(": capital-common-countries\nathens greece oslo norway\nrome italy paris france\n"
+                      ": gram3-comparative\nathens greece madrid spain\n")
+    out = evaluation.analogy_answers(capitals(exact=True), restrict_vocab=100, path=source)
+    assert out.question.tolist() == ["ATHENS GREECE OSLO NORWAY", "ROME ITALY PARIS FRANCE",
+                                     "ATHENS GREECE MADRID SPAIN"]
+    assert out.kind.tolist() == ["semantic", "semantic", "syntactic"] and out.correct.all()

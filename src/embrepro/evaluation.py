@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
@@ -274,8 +275,10 @@ def analogy_accuracy(vectors, name: str = "google", restrict_vocab: int = 30_000
     }
 
 
-def analogy_answers(vectors, name: str = "google", restrict_vocab: int = 30_000):
+def analogy_answers(vectors, name: str = "google", restrict_vocab: int = 30_000, *, path=None):
     """Per-question 3CosAdd results: one row per question asked, for paired comparisons.
+
+    ``path``: read the questions from this file instead of the named set (e.g. a subset of it).
 
     Returns a pandas DataFrame with columns ``section``, ``kind`` ("semantic" or "syntactic"),
     ``question`` (the four words, upper-cased, space-separated) and ``correct`` (bool), in the
@@ -287,7 +290,8 @@ def analogy_answers(vectors, name: str = "google", restrict_vocab: int = 30_000)
     import pandas as pd
 
     rows = []
-    for section in _analogy_sections(vectors, analogy_file(name), restrict_vocab):
+    source = Path(path) if path is not None else analogy_file(name)
+    for section in _analogy_sections(vectors, source, restrict_vocab):
         if section["section"] == "Total accuracy":
             continue
         kind = "syntactic" if section["section"].startswith("gram") else "semantic"

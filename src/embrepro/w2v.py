@@ -31,7 +31,7 @@ import numpy as np
 
 from embrepro import stats
 
-__all__ = ["Job", "accuracy_difference", "answers_on_file", "equal_time_words", "filter_analogy_file", "floor_from_reference",
+__all__ = ["Job", "accuracy_difference", "equal_time_words", "filter_analogy_file", "floor_from_reference",
            "make_model", "quantise_ratio", "relative_cost", "run_jobs", "train_and_score", "train_pass", "word_counts"]
 
 
@@ -237,23 +237,3 @@ def filter_analogy_file(questions: Sequence[str], source: Path | str, folder: Pa
             elif " ".join(line.upper().split()) in wanted:
                 out.write(line)
     return target
-
-
-def answers_on_file(vectors, path: Path | str, restrict_vocab: int):
-    """Per-question 3CosAdd answers of ``vectors`` on an analogy file given by path.
-
-    The same rows as :func:`embrepro.evaluation.analogy_answers`, for a file that is not one of the
-    named sets (e.g. the subset written by :func:`filter_analogy_file`).
-    """
-    import pandas as pd
-
-    from embrepro.evaluation import _analogy_sections
-
-    rows = []
-    for section in _analogy_sections(vectors, Path(path), restrict_vocab):
-        kind = "syntactic" if section["section"].startswith("gram") else "semantic"
-        answered = ([(" ".join(q), True) for q in section["correct"]]
-                    + [(" ".join(q), False) for q in section["incorrect"]])
-        rows += [{"section": section["section"], "kind": kind, "question": q, "correct": ok}
-                 for q, ok in sorted(answered)]
-    return pd.DataFrame(rows, columns=["section", "kind", "question", "correct"])
