@@ -282,3 +282,55 @@ def minilm_cache(encoder, batch_size: int = 64) -> EmbeddingCache:
                               convert_to_numpy=True)
 
     return EmbeddingCache(MINILM, MINILM_SHA256, encode)
+
+
+# --------------------------------------------------------------------------------------------
+# Cold-encoding estimates (one helper for every chapter)
+# --------------------------------------------------------------------------------------------
+
+class EncodeRate:
+    """How fast an encoder turned texts into vectors, measured on a sample (see :func:`encode_rate`)."""
+
+    def __init__(self, texts_per_s: float, sample: int, seconds: float, threads: int):
+        self.texts_per_s, self.sample, self.seconds, self.threads = texts_per_s, sample, seconds, threads
+
+    def estimate(self, n_texts: int) -> float:
+        """Seconds to encode ``n_texts`` texts like the sample, cold (no cache)."""
+        return n_texts / self.texts_per_s
+
+    def __repr__(self) -> str:
+        return (f"EncodeRate({self.texts_per_s:.1f} texts/s from {self.sample} texts in {self.seconds:.2f} s, "
+                f"{self.threads} torch threads)")
+
+
+def encode_rate(encode: Callable[[list[str]], object], texts: Sequence[str], sample: int = 64,
+                seed: int = 0, warmup: int = 8) -> EncodeRate:
+    """Measure an encoder's cold speed on a random sample of ``texts``, the same way everywhere.
+
+    ``encode`` is called once, untimed, on ``warmup`` texts (the first call pays one-off costs:
+    thread pools, lazily built kernels), then timed on ``sample`` texts drawn at random with
+    ``seed`` (so short and long texts are represented as in the whole list). The rate is texts per
+    second with the torch thread count in force (recorded, since a one-thread measurement is about
+    half a two-thread one). Chapters report ``rate.estimate(len(texts))`` as their cold time.
+    """
+    import time
+
+    texts = list(texts)
+    if not texts:
+        raise ValueError("encode_rate needs at least one text")
+    if sample < 1 or warmup < 0:
+        raise ValueError(f"need sample >= 1 and warmup >= 0, got sample={sample}, warmup={warmup}")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(texts), size=min(sample, len(texts)), replace=False)
+    chosen = [texts[i] for i in pick]
+    if warmup:
+        encode(chosen[:warmup])
+    start = time.perf_counter()
+    encode(chosen)
+    seconds = time.perf_counter() - start
+    try:
+        import torch
+        n_threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        n_threads = threads()
+    return EncodeRate(len(chosen) / max(seconds, 1e-9), len(chosen), seconds, n_threads)
