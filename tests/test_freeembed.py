@@ -57,11 +57,3 @@ def test_critical_n_of_two_dimensions_is_three():
     rows = freeembed.critical_n_curve([2], seeds=[0], workers=1, max_steps=1500, patience=300)
     assert rows[0]["critical_n"] == 3 and rows[0]["d"] == 2
     assert {f["n"]: f["success"] for f in rows[0]["fits"]}[3] is True
-
-
-def test_paper_fit_values():
-    # anchors.md section 11: 4 -> 6.7, 8 -> 26.9, 16 -> 82.4, 64 -> 1,430
-    assert freeembed.paper_fit(4) == pytest.approx(6.7, abs=0.05)
-    assert freeembed.paper_fit(8) == pytest.approx(26.9, abs=0.05)
-    assert freeembed.paper_fit(16) == pytest.approx(82.4, abs=0.05)
-    assert freeembed.paper_fit(64) == pytest.approx(1430, rel=0.01)

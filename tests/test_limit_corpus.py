@@ -1,5 +1,4 @@
 import itertools
-import math
 from collections import Counter
 
 import pytest
@@ -81,4 +80,12 @@ def test_bm25_finds_limit_style_relevant_documents(vocab):
     data = limit_corpus.make_limit(400, n_queries=200, seed=0, vocabulary=vocab)
     mean, _ = retrieval.evaluate_run(data.qrels, retrieval.bm25_run(data, k=10), ["recall@10"])
     assert mean["recall@10"] > 90
-    assert math.comb(limit_corpus.dense_pool_size(200), 2) >= 200
+
+
+def test_dense_pool_size_hand_values():
+    # C(45, 2) = 990 < 1,000 <= C(46, 2) = 1,035 (LIMIT's 46); C(20, 2) = 190 < 200 <= C(21, 2) = 210;
+    # k = 3: C(10, 3) = 120 < 200 <= C(12, 3) = 220, with C(11, 3) = 165 still short.
+    assert limit_corpus.dense_pool_size(1000) == 46
+    assert limit_corpus.dense_pool_size(200) == 21
+    assert limit_corpus.dense_pool_size(200, k=3) == 12
+    assert limit_corpus.dense_pool_size(1) == 2
