@@ -27,7 +27,7 @@ from embrepro.paths import cache_dir
 
 __all__ = ["NLI_LABELS", "NLIPairs", "RetrievalData", "SICK_SEMEVAL_FILES", "SentencePairs", "TRANSFER_TASKS",
            "TransferTask", "WORD_SIMILARITY_FILES", "WordPairs", "analogy_file", "load_limit_small", "load_nli",
-           "load_scifact", "load_sick", "load_stsb", "load_transfer", "load_word_similarity"]
+           "load_scifact", "load_scifact_train", "load_sick", "load_stsb", "load_transfer", "load_word_similarity"]
 
 
 @dataclass
@@ -402,6 +402,35 @@ def load_scifact() -> RetrievalData:
             qid, did, score = line.rstrip("\n").split("\t")
             qrels.setdefault(qid, {})[did] = int(score)
     return RetrievalData("SciFact", corpus, queries, qrels)
+
+
+def load_scifact_train() -> RetrievalData:
+    """SciFact's training claims as queries over the same 5,183 abstracts: 809 claims, 919 qrels.
+
+    A claim's relevant abstracts are the ones it cites (``cited_doc_ids``), as in BEIR's SciFact
+    train split (809 queries, 919 qrels). The claims are disjoint from the 300 test queries (BEIR's
+    test queries are SciFact's validation claims), so a chapter may fine-tune on these pairs and
+    evaluate on :func:`load_scifact`.
+    """
+    import re
+
+    test = load_scifact()
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    with open(fetch("beir/scifact", "raw_csv/claims_train.csv"), encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            cited = re.findall(r"\d+", row["cited_doc_ids"])
+            if not cited:
+                continue
+            queries[row["id"]] = row["claim"]
+            for doc in cited:
+                if doc not in test.corpus:
+                    raise ValueError(f"SciFact train claim {row['id']} cites {doc}, which is not in the corpus")
+                qrels.setdefault(row["id"], {})[doc] = 1
+    overlap = set(queries) & set(test.queries)
+    if overlap:
+        raise ValueError(f"SciFact train claims overlap the test queries: {sorted(overlap)[:5]}")
+    return RetrievalData("SciFact-train", test.corpus, queries, qrels)
 
 
 def load_limit_small() -> RetrievalData:
