@@ -145,3 +145,87 @@ def test_slowdowns_use_the_median_of_paired_repeats_and_resamples():
     assert s.worst(np.array([4, 4, 4]))["a"][0] == pytest.approx(5.0)  # a resample of the busy repeat
     with pytest.raises(ValueError):
         ann.Slowdowns({"x": {"a": a, "b": b[:3]}}, ["a", "b"])
+
+
+def test_faiss_prefilter_matches_the_numpy_prefilter():
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    docs, queries = _unit(4000, 24, 5), _unit(25, 24, 6)
+    rng = np.random.default_rng(3)
+    masks = [rng.random(len(docs)) < share for share in np.linspace(0.002, 0.6, len(queries))]
+    masks[0][:] = False  # an empty filter: nothing to return
+    masks[0][:3] = True  # ... or fewer items than k: the rest is padded with -1
+    numpy_ids = ann.prefilter_search(queries, docs, [np.flatnonzero(m) for m in masks], 10)
+    faiss_ids = ann.prefilter_faiss(ann.flat_index(docs), queries, [ann.selector(m) for m in masks], 10)
+    assert faiss_ids.tolist() == numpy_ids.tolist()
+    assert faiss_ids[0, 3:].tolist() == [-1] * 7 and sorted(faiss_ids[0, :3].tolist()) == [0, 1, 2]
+    # the selector really restricts the scan: without it the answers differ
+    unfiltered = ann.search_each(ann.flat_index(docs), queries[1:], 10)
+    assert unfiltered.tolist() != faiss_ids[1:].tolist()
+
+
+def test_random_filter_and_survivor_arithmetic():
+    rng = np.random.default_rng(0)
+    m = ann.random_filter(1000, 37, rng)
+    assert m.dtype == bool and m.sum() == 37
+    with pytest.raises(ValueError):
+        ann.random_filter(10, 11, rng)
+    # hand-computed: k' = 100 of n = 1000, filters of 10 and 30 items (s = 0.01 and 0.03)
+    mean, se = ann.expected_survivors(100, [10, 30], 1000)
+    assert mean == pytest.approx((1.0 + 3.0) / 2)
+    var = 100 * 0.01 * 0.99 * 900 / 999 + 100 * 0.03 * 0.97 * 900 / 999
+    assert se == pytest.approx(np.sqrt(var) / 2)
+    # all candidates survive an all-pass filter, with no spread
+    assert ann.expected_survivors(50, [1000], 1000) == (pytest.approx(50.0), 0.0)
+    # simulated: candidates fixed, filters drawn at random -> the mean lands within a few SE
+    cands = np.tile(np.arange(200), (400, 1))
+    masks = [ann.random_filter(5000, 250, rng) for _ in range(400)]
+    found, survivors = ann.postfilter_from_candidates(cands, masks, 10)
+    mean, se = ann.expected_survivors(200, [250] * 400, 5000)
+    assert mean == pytest.approx(10.0) and abs(survivors.mean() - mean) < 4 * se
+    assert all(masks[i][found[i][found[i] >= 0]].all() for i in range(400))
+
+
+def test_postfilter_from_candidates_keeps_order_and_counts():
+    cands = np.array([[5, 3, 9, 1, -1], [2, 4, 6, 8, 0]])
+    masks = [np.isin(np.arange(10), [1, 9, 5]), np.zeros(10, dtype=bool)]
+    found, survivors = ann.postfilter_from_candidates(cands, masks, 2)
+    assert found.tolist() == [[5, 9], [-1, -1]] and survivors.tolist() == [3, 0]
+
+
+def test_distance_counts_follow_the_index_structure():
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    docs, queries = _unit(3000, 16, 7), _unit(10, 16, 8)
+    assert ann.counted_distances(ann.flat_index(docs), queries, 10)["distances"] == 3000
+    assert ann.predicted_distances("exact", 3000) == 3000
+    ivf = ann.ivf_index(docs, nlist=30)
+    # all cells scanned: every item once, plus the 30 centroids
+    full = ann.counted_distances(ivf, queries, 10, faiss.SearchParametersIVF(nprobe=30))
+    assert full["distances"] == 3000 + 30 == ann.predicted_distances("IVF", 3000, nlist=30, nprobe=30)
+    few = ann.counted_distances(ivf, queries, 10, faiss.SearchParametersIVF(nprobe=3))["distances"]
+    assert 30 < few < 30 + 3000 / 3  # three cells of about 100 items each, not the whole collection
+    assert ann.predicted_distances("IVF", 3000, nlist=30, nprobe=3) == 330
+    hnsw = ann.hnsw_index(docs, m=8, ef_construction=40)
+    small = ann.counted_distances(hnsw, queries, 10, faiss.SearchParametersHNSW(efSearch=16))
+    large = ann.counted_distances(hnsw, queries, 10, faiss.SearchParametersHNSW(efSearch=128))
+    assert 0 < small["distances"] < large["distances"] < 3000
+    assert large["hops"] >= 128 * 0.5  # the walk expands on the order of efSearch nodes ...
+    assert large["distances"] <= ann.predicted_distances("HNSW", 3000, ef=large["hops"], m=8)  # ... <= 2m each
+    # by hand: ln 3000 / ln 8 = 3.850 upper layers x 8 neighbours + 10 expansions x 16 neighbours
+    assert ann.predicted_distances("HNSW", 3000, ef=10, m=8) == pytest.approx(190.80, abs=0.01)
+    with pytest.raises(ValueError):
+        ann.predicted_distances("IVF", 10, nlist=4, nprobe=5)
+
+
+def test_masked_exact_top_k_equals_the_prefilter():
+    docs, queries = _unit(1500, 12, 9), _unit(12, 12, 10)
+    rng = np.random.default_rng(1)
+    masks = [rng.random(len(docs)) < share for share in np.linspace(0.0, 0.9, len(queries))]
+    masked = ann.exact_top_k_masked(queries, docs, masks, 10)
+    assert masked.tolist() == ann.prefilter_search(queries, docs, [np.flatnonzero(m) for m in masks], 10).tolist()
+    assert masked[0].tolist() == [-1] * 10  # an empty filter
+    assert ann.exact_top_k_masked(queries, docs, [np.ones(len(docs), bool)] * 12, 10).tolist() == \
+        ann.exact_top_k(queries, docs, 10).tolist()

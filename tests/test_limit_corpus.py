@@ -89,3 +89,12 @@ def test_dense_pool_size_hand_values():
     assert limit_corpus.dense_pool_size(200) == 21
     assert limit_corpus.dense_pool_size(200, k=3) == 12
     assert limit_corpus.dense_pool_size(1) == 2
+
+
+def test_make_limit_smaller_corpus_is_the_start_of_a_larger_one(vocab):
+    # so that a book-profile corpus (5,000) is the first block of the paper's (50,000) and shares its cache
+    small = limit_corpus.make_limit(80, seed=5, vocabulary=vocab)
+    large = limit_corpus.make_limit(250, seed=5, vocabulary=vocab)
+    assert small.doc_ids == large.doc_ids[:80]
+    assert all(small.corpus[d] == large.corpus[d] for d in small.doc_ids)
+    assert small.queries == large.queries and small.qrels == large.qrels

@@ -153,3 +153,125 @@ def test_recall_by_depth_per_query_and_resampled_depths():
     for t in (0.3, 0.6, 0.9):
         brute = next(n for n in range(1, 41) if mv.recall_curve(big, top, [n])[0] >= t - 1e-12)
         assert mv.candidates_needed(big, top, t) == brute
+
+
+# ---- the paper's single-vector heuristic: token neighbours, unioned per query ---------------
+
+def _toy_token_search(k_tokens, chunk_vectors=32768):
+    # one query with tokens q1 = (1, 0), q2 = (0, 1); similarities are the coordinates
+    q = mv.Ragged.from_list([np.array([[1, 0], [0, 1]], np.float32)])
+    d = mv.Ragged.from_list([np.array([[0.9, 0.0], [0.8, 0.0]], np.float32),   # D0: q1 0.9, 0.8; q2 0, 0
+                             np.array([[0.7, 0.1]], np.float32),               # D1: q1 0.7;      q2 0.1
+                             np.array([[0.0, 0.5], [0.2, 0.3]], np.float32)])  # D2: q1 0, 0.2;   q2 0.5, 0.3
+    return mv.token_search(q, d, k_tokens=k_tokens, chunk_vectors=chunk_vectors)
+
+
+def test_token_search_by_hand():
+    # q1's list: 0.9 (D0), 0.8 (D0), 0.7 (D1), 0.2 (D2), 0 (D2) -> D0 joins at k'=1, D1 at 3, D2 at 4
+    # q2's list: 0.5 (D2), 0.3 (D2), 0.1 (D1), 0 (D0), 0 (D0)   -> D2 at 1, D1 at 3, D0 at 4
+    for chunk in (32768, 1, 2):  # one chunk, one document per chunk, uneven chunks
+        s = _toy_token_search(k_tokens=5, chunk_vectors=chunk)
+        assert s.first_rank.tolist() == [[1, 3, 1]]
+        assert np.allclose(s.chamfer, [[0.9, 0.8, 0.7]])
+        assert np.allclose(s.best, [[0.9, 0.7, 0.5]])
+        assert s.union_size(1).tolist() == [2] and s.union_size(2).tolist() == [2] and s.union_size(3).tolist() == [3]
+        assert np.argsort(-s.scores()[0], kind="stable").tolist() == [0, 2, 1]  # same k': higher best first
+    s = _toy_token_search(k_tokens=1)  # D1 is not within any token's nearest 1
+    assert s.first_rank.tolist() == [[1, 2, 1]] and s.union_size(1).tolist() == [2]
+    assert s.query_tokens.tolist() == [2]
+
+
+def test_token_search_unions_match_brute_force():
+    rng = np.random.default_rng(5)
+    q, d = clustered_sets(rng, 4), clustered_sets(rng, 25)
+    k = 12
+    s = mv.token_search(q, d, k_tokens=k, chunk_vectors=9)
+    owner = d.owner
+    for i in range(len(q)):
+        sims = q[i] @ d.vectors.T  # (query tokens, all document tokens)
+        order = np.argsort(-sims, axis=1, kind="stable")
+        for kk in (1, 3, 7, k):
+            union = set(owner[order[:, :kk]].ravel().tolist())
+            assert s.union_size(kk)[i] == len(union)
+            assert set(np.flatnonzero(s.first_rank[i] <= kk).tolist()) == union
+    assert np.allclose(s.chamfer, mv.chamfer_scores(q, d), atol=1e-5)
+    assert s.first_rank.max() <= k + 1
+
+
+# ---- FDE variants: nested k_sim, the official code's sparse projection -----------------------
+
+def test_fde_matches_a_direct_reference_with_projection():
+    rng = np.random.default_rng(6)
+    sets = clustered_sets(rng, 3, dim=8, lo=4, hi=9)
+    cfg = mv.FDEConfig(reps=2, k_sim=2, d_proj=3, seed=4)
+    q_fde, d_fde = mv.fde_encode(sets, cfg, "query"), mv.fde_encode(sets, cfg, "doc", fill_empty=False)
+    for rep in range(2):
+        planes, proj = mv._repetition(8, cfg, rep)
+        for i in range(3):
+            codes = mv.simhash_codes(sets[i], planes)
+            for part in range(4):
+                members = sets[i][codes == part]
+                at = slice(rep * 12 + part * 3, rep * 12 + part * 3 + 3)
+                assert np.allclose(q_fde[i, at], members.sum(axis=0) @ proj if len(members) else 0, atol=1e-5)
+                assert np.allclose(d_fde[i, at], members.mean(axis=0) @ proj if len(members) else 0, atol=1e-5)
+
+
+def test_fde_encode_many_equals_one_at_a_time():
+    rng = np.random.default_rng(7)
+    sets = clustered_sets(rng, 12, dim=16)
+    configs = [mv.FDEConfig(reps=3, k_sim=k, d_proj=d, seed=2) for k, d in [(2, 4), (4, 4), (3, 8), (4, None)]]
+    for kind in ("query", "doc"):
+        together = mv.fde_encode_many(sets, configs, kind)
+        for cfg, fde in zip(configs, together):
+            alone = mv.fde_encode(sets, cfg, kind)  # aggregated at its own k_sim, not coarsened from 4
+            assert fde.shape == alone.shape == (12, cfg.dim(16))
+            assert np.allclose(fde, alone, atol=1e-5)
+    with pytest.raises(ValueError):
+        mv.fde_encode_many(sets, [configs[0], mv.FDEConfig(reps=4, k_sim=2, d_proj=4, seed=2)], "doc")
+
+
+def test_hyperplanes_are_nested_across_k_sim():
+    a, b = mv._planes(16, 0, 3, 2), mv._planes(16, 0, 3, 5)
+    assert a.shape == (16, 2) and b.shape == (16, 5) and np.array_equal(a, b[:, :2])
+    assert not np.allclose(mv._planes(16, 0, 4, 2), a)  # another repetition draws other planes
+
+
+def test_ams_projection_is_a_signed_sparse_sketch():
+    p = mv._projection(50, 0, 0, 8, "ams")
+    assert ((p != 0).sum(axis=1) == 1).all() and set(np.unique(p[p != 0])) <= {-1.0, 1.0}
+    dense = mv._projection(50, 0, 0, 8, "dense")
+    assert np.allclose(np.abs(dense), 1 / np.sqrt(8))
+    # both keep inner products in expectation: average over many repetitions
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal(50).astype(np.float32), rng.standard_normal(50).astype(np.float32)
+    for kind in ("ams", "dense"):
+        est = np.mean([(x @ mv._projection(50, 9, r, 8, kind)) @ (y @ mv._projection(50, 9, r, 8, kind)) for r in range(3000)])
+        assert est == pytest.approx(float(x @ y), abs=0.1 * float(np.linalg.norm(x) * np.linalg.norm(y)))
+    with pytest.raises(ValueError):
+        mv.FDEConfig(projection="gaussian")
+
+
+def test_pq_roundtrip_sizes_and_exact_codebook():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    decoded, nbytes = mv.pq_roundtrip(x, group=8, nbits=8, seed=0)
+    assert nbytes == 8 and x.nbytes / len(x) / nbytes == 32  # PQ-256-8: 32 times smaller
+    err = np.linalg.norm(decoded - x) / np.linalg.norm(x)
+    assert 0.05 < err < 0.9  # lossy, but far better than nothing
+    again, _ = mv.pq_roundtrip(x, group=8, nbits=8, seed=0)
+    assert np.array_equal(decoded, again)
+    # four distinct rows and four centroids per group: k-means finds them, decoding is exact
+    few = np.repeat(rng.standard_normal((4, 16)).astype(np.float32), 50, axis=0)
+    exact, nb = mv.pq_roundtrip(few, group=4, nbits=2, seed=0)
+    assert nb == 1 and np.allclose(exact, few, atol=1e-5)
+    with pytest.raises(ValueError):
+        mv.pq_roundtrip(x, group=7)
+
+
+def test_spearman_by_row_matches_scipy_with_ties():
+    rng = np.random.default_rng(10)
+    a = rng.integers(0, 5, size=(4, 30)).astype(float)  # many ties
+    b = rng.normal(size=(4, 30))
+    got = mv.spearman_by_row(a, b)
+    assert np.allclose(got, [spearmanr(a[i], b[i]).statistic for i in range(4)])
+    assert mv.spearman_by_row(b, b) == pytest.approx(np.ones(4)) and mv.spearman_by_row(-b, b) == pytest.approx(-np.ones(4))

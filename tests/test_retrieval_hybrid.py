@@ -92,3 +92,26 @@ def test_fusion_when_one_run_lacks_a_query_and_zscore_floor():
     assert fused["q1"]["e"] == pytest.approx(0.5 * -1 + 0.5 * -1)
     rrf = retrieval.reciprocal_rank_fusion([sparse, dense], k=1)
     assert rrf["q2"] == pytest.approx({"c": 1 / 2, "d": 1 / 3})
+
+
+def test_encoding_bills_count_each_candidate_once_and_decide_the_budget_rule():
+    from embrepro.claims import Outcome, Ratio
+    from embrepro.stats import Interval
+
+    doc_ids = [f"d{i}" for i in range(10)]
+    pieces = [10, 10, 10, 10, 10, 10, 10, 10, 10, 40]
+    # d1 is a candidate of both queries: encoded once. Dense: 130 + 5 = 135; re-ranking: 30 + 5 = 35.
+    dense, rerank, chosen = retrieval.encoding_bills({"q1": {"d0": 2.0, "d1": 1.0}, "q2": {"d1": 3.0, "d2": 1.0}},
+                                                     doc_ids, pieces, [2, 3])
+    assert (dense, rerank, chosen) == (135, 35, [0, 1, 2])
+    rule = Ratio(what="dense bill over re-ranking bill", bar=2.0)
+    assert rule.judge(Interval(dense / rerank, dense / rerank, dense / rerank)) == Outcome.REPRODUCED
+    # Candidate lists that together cover the corpus (many queries, a small corpus): no saving at all.
+    everything = {"q1": {d: 1.0 for d in doc_ids[:6]}, "q2": {d: 1.0 for d in doc_ids[4:]}}
+    dense, rerank, chosen = retrieval.encoding_bills(everything, doc_ids, pieces, [2, 3])
+    assert dense == rerank == 135 and chosen == list(range(10))
+    assert rule.judge(Interval(1.0, 1.0, 1.0)) == Outcome.NOT_REPRODUCED
+    # The long document d9 alone is a quarter of the corpus' pieces: 135 / (40 + 5) = 3.
+    assert retrieval.encoding_bills({"q": {"d9": 1.0}}, doc_ids, pieces, [2, 3])[:2] == (135, 45)
+    with pytest.raises(ValueError):
+        retrieval.encoding_bills({}, doc_ids, pieces[:-1], [])

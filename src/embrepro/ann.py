@@ -10,6 +10,13 @@
   **post-filtering** (an unfiltered index search for ``k_prime`` candidates, then the filter), and
   **in-index filtering** (the index skips disallowed items while it searches, via a faiss
   ``IDSelector`` passed in ``SearchParametersHNSW`` or ``SearchParametersIVF``).
+* Pre-filtering exists twice: in faiss's C++ (:func:`prefilter_faiss`, an ``IDSelector`` on a flat
+  index: the one timed) and in numpy (:func:`prefilter_search`, :func:`exact_top_k_masked`: the
+  ground truth and cross-check).
+* Post-filtering on precomputed candidates, filters independent of the text (:func:`random_filter`)
+  and the arithmetic of how many candidates survive them (:func:`expected_survivors`).
+* The cost of a search in distance computations: predicted from the index's structure
+  (:func:`predicted_distances`) and counted by faiss (:func:`counted_distances`).
 
 Result ids are arrays of shape (queries, k) padded with -1 where fewer than k items were found.
 """
@@ -49,6 +56,23 @@ def exact_top_k(queries: np.ndarray, docs: np.ndarray, k: int, allowed: np.ndarr
     part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
     order = np.take_along_axis(-scores, part, axis=1).argsort(axis=1, kind="stable")
     out[:, :kk] = ids[np.take_along_axis(part, order, axis=1)]
+    return out
+
+
+def exact_top_k_masked(queries: np.ndarray, docs: np.ndarray, masks: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Exact filtered top ``k`` of each query among the items its own mask allows (ids of ``docs``,
+    best first, -1 pads): one matrix product for all queries, then the disallowed scores set to
+    minus infinity. The ground truth of filtered search; equal to :func:`prefilter_search`."""
+    queries = np.atleast_2d(queries)
+    scores = queries @ docs.T
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    for i, mask in enumerate(masks):
+        kk = min(k, int(mask.sum()))
+        if kk == 0:
+            continue
+        row = np.where(mask, scores[i], -np.inf)
+        part = np.argpartition(-row, kk - 1)[:kk]
+        out[i, :kk] = part[np.argsort(-row[part], kind="stable")]
     return out
 
 
@@ -124,13 +148,16 @@ def hnsw_index(docs: np.ndarray, m: int = 32, ef_construction: int = 100):
     return index
 
 
-def ivf_index(docs: np.ndarray, nlist: int, seed: int = 0):
-    """An inverted file of ``nlist`` k-means cells (k-means on all the documents, seeded)."""
+def ivf_index(docs: np.ndarray, nlist: int, seed: int = 0, niter: int | None = None):
+    """An inverted file of ``nlist`` k-means cells (k-means on all the documents, seeded;
+    ``niter`` k-means iterations, faiss's default of 25 when None)."""
     faiss = _faiss()
     docs = np.ascontiguousarray(docs, dtype=np.float32)
     quantizer = faiss.IndexFlatIP(docs.shape[1])
     index = faiss.IndexIVFFlat(quantizer, docs.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
+    if niter is not None:
+        index.cp.niter = niter
     index.train(docs)
     index.add(docs)
     return index
@@ -275,3 +302,120 @@ class Slowdowns:
     def smallest(self, idx: np.ndarray | None = None) -> float:
         """The smallest worst slowdown over the strategies (the statistic of "no single winner")."""
         return min(value for value, _, _ in self.worst(idx).values())
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-filtering inside faiss, filters independent of the text, and candidate survival
+# --------------------------------------------------------------------------------------------
+
+def prefilter_faiss(flat, queries: np.ndarray, selectors: Sequence, k: int) -> np.ndarray:
+    """Pre-filtering in faiss's C++: an exact ``IndexFlatIP`` scan restricted by each query's
+    ``IDSelector`` (``SearchParameters(sel=...)``), one query per call.
+
+    faiss computes the inner product only for the allowed ids (the selector is tested first), so
+    its cost is one bitmap test per item plus ``d`` multiply-adds per allowed item: the like-for-like
+    counterpart of the indexes' searches. :func:`prefilter_search` (numpy) is its cross-check.
+    """
+    faiss = _faiss()
+    return filtered_search(flat, queries, selectors, k, lambda sel: faiss.SearchParameters(sel=sel))
+
+
+def random_filter(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A mask letting through exactly ``size`` of ``n`` items drawn uniformly at random: an
+    attribute independent of the text (the control for a filter correlated with the query)."""
+    if not 0 <= size <= n:
+        raise ValueError(f"size must lie in [0, {n}], got {size}")
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=size, replace=False)] = True
+    return mask
+
+
+def candidates(index, queries: np.ndarray, k_prime: int, params=None) -> np.ndarray:
+    """The ``k_prime`` unfiltered candidates of each query (one query per call), shape (queries, k')."""
+    return search_each(index, queries, min(k_prime, index.ntotal), params)
+
+
+def postfilter_from_candidates(cands: np.ndarray, masks: Sequence[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Post-filtering on precomputed candidates: (the first ``k`` allowed ids of each row, padded
+    with -1; the number of candidates that pass each query's filter)."""
+    out = np.full((len(cands), k), -1, dtype=np.int64)
+    survivors = np.zeros(len(cands), dtype=np.int64)
+    for i, row in enumerate(cands):
+        row = row[row >= 0]
+        kept = row[masks[i][row]]
+        survivors[i] = len(kept)
+        out[i, :min(k, len(kept))] = kept[:k]
+    return out, survivors
+
+
+def expected_survivors(k_prime: int, sizes: Sequence[int], n: int) -> tuple[float, float]:
+    """Mean over queries of the number of ``k_prime`` candidates that pass a filter independent of
+    the text, and its standard error.
+
+    If a filter lets through ``size`` of ``n`` items at random, the number of ``k_prime`` fixed
+    candidates it keeps is hypergeometric: mean ``k' s`` with ``s = size / n``, variance
+    ``k' s (1 - s) (n - k') / (n - 1)``. Returns (mean of the means, sqrt(sum of variances) / queries).
+    """
+    s = np.asarray(sizes, dtype=np.float64) / n
+    if len(s) == 0 or np.any((s < 0) | (s > 1)) or not 0 < k_prime <= n:
+        raise ValueError("need 0 < k_prime <= n and sizes in [0, n]")
+    mean = k_prime * s
+    var = k_prime * s * (1 - s) * (n - k_prime) / max(n - 1, 1)
+    return float(mean.mean()), float(np.sqrt(var.sum()) / len(s))
+
+
+# --------------------------------------------------------------------------------------------
+# What a search costs: distance computations, predicted and counted by faiss
+# --------------------------------------------------------------------------------------------
+
+def hnsw_levels(n: int, m: int) -> float:
+    """Expected number of HNSW layers above the bottom one: faiss draws a node's top layer with
+    probability falling by a factor ``m`` per layer (``mL = 1 / ln m``), so about ``ln n / ln m``."""
+    return float(np.log(max(n, 2)) / np.log(m))
+
+
+def predicted_distances(method: str, n: int, *, nlist: int = 0, nprobe: int = 0, ef: int = 0, m: int = 0) -> float:
+    """Distance computations per query predicted from an index's structure.
+
+    * ``exact``: ``n`` (every vector, ``n d`` multiply-adds);
+    * ``IVF``: ``nlist`` centroid distances plus the items of the ``nprobe`` scanned cells,
+      ``nprobe / nlist x n`` when cells have equal sizes;
+    * ``HNSW``: an upper bound: a greedy descent through about ``ln n / ln m`` upper layers with up to
+      ``m`` neighbours per node, then on the bottom layer about ``ef`` expanded nodes with up to
+      ``2 m`` neighbours each (neighbours already visited are not computed again, so the count
+      falls below the bound).
+    """
+    if method == "exact":
+        return float(n)
+    if method == "IVF":
+        if not 0 < nprobe <= nlist:
+            raise ValueError(f"need 0 < nprobe <= nlist, got nprobe={nprobe}, nlist={nlist}")
+        return float(nlist + nprobe / nlist * n)
+    if method == "HNSW":
+        if ef < 1 or m < 2:
+            raise ValueError(f"need ef >= 1 and m >= 2, got ef={ef}, m={m}")
+        return float(hnsw_levels(n, m) * m + ef * 2 * m)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def counted_distances(index, queries: np.ndarray, k: int, params=None) -> dict:
+    """Distance computations per query that faiss counts while searching one query per call.
+
+    HNSW: ``hnsw_stats.ndis`` (and ``nhops``, the nodes expanded); IVF: ``indexIVF_stats.ndis``
+    (items scanned in the inverted lists) plus the ``nlist`` centroid distances of the coarse
+    quantiser (a flat scan faiss does not count); a flat index: ``ntotal`` by construction.
+    Returns ``{"distances": per query, "hops": per query (HNSW) or nan}``.
+    """
+    faiss = _faiss()
+    nq = len(queries)
+    if hasattr(index, "hnsw"):
+        stats = faiss.cvar.hnsw_stats
+        stats.reset()
+        search_each(index, queries, k, params)
+        return {"distances": stats.ndis / nq, "hops": stats.nhops / nq}
+    if hasattr(index, "invlists"):
+        stats = faiss.cvar.indexIVF_stats
+        stats.reset()
+        search_each(index, queries, k, params)
+        return {"distances": stats.ndis / nq + index.nlist, "hops": float("nan")}
+    return {"distances": float(index.ntotal), "hops": float("nan")}

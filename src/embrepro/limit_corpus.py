@@ -127,10 +127,11 @@ def limit_likes(n_docs: int, n_queries: int = 1000, k: int = 2, items_per_doc: i
     for item, subset in zip(asked, relevant):
         for p in subset:
             likes[p].append(item)
-    for items in likes:
+    names = []
+    for items in likes:  # person by person, so a smaller n_docs gives exactly the first people of a larger one
         items.extend(rng.sample(unasked, max(0, items_per_doc - len(items))))
         rng.shuffle(items)
-    names = [f"{rng.choice(vocab.first_names)} {rng.choice(vocab.surnames)}" for _ in range(n_docs)]
+        names.append(f"{rng.choice(vocab.first_names)} {rng.choice(vocab.surnames)}")
     return LimitLikes(likes, names, asked, relevant, pool)
 
 
@@ -139,9 +140,10 @@ def make_limit(n_docs: int, n_queries: int = 1000, k: int = 2, items_per_doc: in
     """A LIMIT-style data set with ``n_docs`` documents, ``n_queries`` queries and ``k`` relevant each.
 
     Documents ``person_0`` ... ``person_{m-1}`` are the dense pool (see the module docstring), the
-    rest are distractors; the corpus keeps that order, so the first ``n`` documents of a larger
-    corpus, for ``n`` at least the pool size, form a smaller corpus of the same construction with
-    the same queries. Names may repeat (the mirror has 92 first names and 92 surnames); document
+    rest are distractors; the corpus keeps that order, and the same arguments with a smaller
+    ``n_docs`` (at least the pool size) give exactly the first ``n_docs`` documents of the larger
+    corpus, with the same queries: a 5,000-document corpus is the start of the 50,000-document one,
+    so their embeddings can be cached in shared blocks. Names may repeat (the mirror has 92 first names and 92 surnames); document
     ids are unique.
     """
     return limit_likes(n_docs, n_queries, k, items_per_doc, seed, vocabulary).to_retrieval()

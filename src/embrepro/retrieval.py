@@ -81,13 +81,24 @@ def top_k(scores: np.ndarray, doc_ids: Sequence[str], query_ids: Sequence[str], 
 # --------------------------------------------------------------------------------------------
 
 class BM25Index:
-    """A bm25s index over a collection, searched with the same tokeniser (and stemmer) it was built with."""
+    """A bm25s index over a collection, searched with the same tokeniser (and stemmer) it was built with.
 
-    def __init__(self, data: RetrievalData, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None):
+    Scoring is Lucene's BM25 (``method="lucene"``, the variant Anserini uses, written out in
+    ``tests/test_retrieval_bm25.py`` with a hand-computed case): for a query term ``t`` in document ``d``,
+    ``idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl))`` with ``idf(t) = ln(1 + (N - df + 0.5) /
+    (df + 0.5))``. Like Lucene since version 8 it leaves out the classic ``(k1 + 1)`` factor of the
+    numerator, which multiplies every score by the same constant and changes no ranking. Unlike
+    Lucene, document lengths are exact (Lucene stores them in one lossy byte). Tokens: lower-cased,
+    runs of two or more word characters, Lucene's 33 English stop words removed, then the optional
+    Snowball stemmer (``"porter"``: the original Porter algorithm, as Lucene's PorterStemFilter).
+    """
+
+    def __init__(self, data: RetrievalData, k1: float = 0.9, b: float = 0.4, stemmer: str | None = None,
+                 method: str = "lucene"):
         import bm25s
 
         self.doc_ids, self.stemmer = data.doc_ids, stemmer
-        self.retriever = bm25s.BM25(k1=k1, b=b)
+        self.retriever = bm25s.BM25(k1=k1, b=b, method=method)  # named: bm25s's default could change
         self.retriever.index(self._tokenize(data.doc_texts()), show_progress=False)
 
     def _tokenize(self, texts: list[str]):
@@ -220,6 +231,24 @@ def reciprocal_rank_fusion(runs: Sequence[Run], k: int = 60) -> Run:
             total[[position[d] for d in lst]] += 1.0 / (k + ranks)
         fused[q] = dict(zip(docs, total.tolist()))
     return fused
+
+
+def encoding_bills(candidates: Run, doc_ids: Sequence[str], doc_pieces: Sequence[int],
+                   query_pieces: Sequence[int]) -> tuple[int, int, list[int]]:
+    """What an encoder must read (in word pieces, say) for dense retrieval and for re-ranking.
+
+    Dense retrieval encodes every document and every query; re-ranking encodes every query and
+    each distinct document that appears in some query's ``candidates`` (an embedding computed once
+    is reused). Returns ``(dense_bill, rerank_bill, candidate_columns)``, the last being the sorted
+    positions of the candidate documents in ``doc_ids``.
+    """
+    column = {d: j for j, d in enumerate(doc_ids)}
+    pieces = np.asarray(doc_pieces, dtype=np.int64)
+    if len(pieces) != len(column):
+        raise ValueError(f"{len(pieces)} piece counts for {len(column)} documents")
+    chosen = sorted({column[d] for docs in candidates.values() for d in docs})
+    queries = int(np.sum(np.asarray(query_pieces, dtype=np.int64)))
+    return int(pieces.sum()) + queries, int(pieces[chosen].sum()) + queries, chosen
 
 
 def wins_losses(a: Sequence[float], b: Sequence[float], tol: float = 1e-9) -> tuple[int, int, int]:
