@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from embrepro import subcorpus
-from embrepro.data.benchmarks import RetrievalData, load_scifact, load_scifact_train
+from embrepro.data.benchmarks import RetrievalData, load_scifact
+from embrepro.subcorpus import load_scifact_train
 
 
 def _toy():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from embrepro import transfer
-from embrepro.data.benchmarks import TRANSFER_TASKS, TransferTask, load_transfer
+from embrepro.data.senteval import TRANSFER_TASKS, TransferTask, load_transfer
 
 
 def _task(protocol, n=120, pairs=False, seed=0):

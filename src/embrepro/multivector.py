@@ -143,16 +143,22 @@ def chamfer_scores(queries: Ragged, docs: Ragged, chunk_vectors: int = 32768) ->
         raise ValueError("every query and document needs at least one vector")
     out = np.empty((len(queries), len(docs)), dtype=np.float32)
     q_starts = queries.offsets[:-1]
+    for start, stop, lo, sims in _chunks(queries, docs, chunk_vectors):
+        best = np.maximum.reduceat(sims, docs.offsets[start:stop] - lo, axis=1)  # (query tokens, chunk docs)
+        out[:, start:stop] = np.add.reduceat(best, q_starts, axis=0)
+    return out
+
+
+def _chunks(queries: Ragged, docs: Ragged, chunk_vectors: int):
+    """Documents in chunks of about ``chunk_vectors`` token vectors (at least one document each):
+    yields ``(first doc, end doc, first token row, query tokens x chunk tokens similarities)``."""
     start = 0
     while start < len(docs):
         stop = int(np.searchsorted(docs.offsets, docs.offsets[start] + chunk_vectors, side="right")) - 1
         stop = min(max(stop, start + 1), len(docs))
         lo, hi = docs.offsets[start], docs.offsets[stop]
-        sims = queries.vectors @ docs.vectors[lo:hi].T  # (query tokens, chunk tokens)
-        best = np.maximum.reduceat(sims, docs.offsets[start:stop] - lo, axis=1)  # (query tokens, chunk docs)
-        out[:, start:stop] = np.add.reduceat(best, q_starts, axis=0)
+        yield start, stop, lo, queries.vectors @ docs.vectors[lo:hi].T
         start = stop
-    return out
 
 
 def chamfer_one(query: np.ndarray, docs: Ragged, candidates: Sequence[int]) -> np.ndarray:
@@ -220,12 +226,7 @@ def token_search(queries: Ragged, docs: Ragged, k_tokens: int, chunk_vectors: in
     best = np.empty((n_rows, len(docs)), dtype=np.float32)
     top = np.full((n_rows, k_tokens), -np.inf, dtype=np.float32)
     tau = np.full(n_rows, -np.inf, dtype=np.float32)  # each row's k-th largest similarity so far
-    start = 0
-    while start < len(docs):
-        stop = int(np.searchsorted(docs.offsets, docs.offsets[start] + chunk_vectors, side="right")) - 1
-        stop = min(max(stop, start + 1), len(docs))
-        lo, hi = docs.offsets[start], docs.offsets[stop]
-        sims = queries.vectors @ docs.vectors[lo:hi].T  # (query tokens, chunk tokens)
+    for start, stop, lo, sims in _chunks(queries, docs, chunk_vectors):
         best[:, start:stop] = np.maximum.reduceat(sims, docs.offsets[start:stop] - lo, axis=1)
         if np.isneginf(tau).any():  # the first chunk(s): every value is a candidate
             top = _top_merge(top, sims)
@@ -238,7 +239,6 @@ def token_search(queries: Ragged, docs: Ragged, k_tokens: int, chunk_vectors: in
                 new[rows, pos] = sims[rows, cols]
                 top = _top_merge(top, new)
         tau = top.min(axis=1)
-        start = stop
     top.sort(axis=1)  # ascending
     rank = np.empty(best.shape, dtype=np.int32)
     for r in range(n_rows):  # tokens strictly more similar than the document's best, + 1

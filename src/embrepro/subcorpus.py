@@ -10,13 +10,15 @@ each other on the same sub-corpus, never with published full-corpus numbers.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embrepro.data.benchmarks import RetrievalData
+from embrepro.data.benchmarks import RetrievalData, load_scifact
+from embrepro.data.manifest import fetch
 
-__all__ = ["dense_evaluation", "gold_plus_distractors"]
+__all__ = ["dense_evaluation", "gold_plus_distractors", "load_scifact_train"]
 
 
 def gold_plus_distractors(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
@@ -52,3 +54,32 @@ def dense_evaluation(encode: Callable[[Sequence[str]], np.ndarray], data: Retrie
     depth = max(int(m.partition("@")[2] or 10) for m in metrics)
     run = top_k(queries @ docs.T, doc_ids, query_ids, depth)
     return evaluate_run({q: data.qrels[q] for q in query_ids}, run, metrics)
+
+
+def load_scifact_train() -> RetrievalData:
+    """SciFact's training claims as queries over the same 5,183 abstracts: 809 claims, 919 qrels.
+
+    A claim's relevant abstracts are the ones it cites (``cited_doc_ids``), as in BEIR's SciFact
+    train split (809 queries, 919 qrels). The claims are disjoint from the 300 test queries (BEIR's
+    test queries are SciFact's validation claims), so a chapter may fine-tune on these pairs and
+    evaluate on :func:`load_scifact`.
+    """
+    import re
+
+    test = load_scifact()
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    with open(fetch("beir/scifact", "raw_csv/claims_train.csv"), encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            cited = re.findall(r"\d+", row["cited_doc_ids"])
+            if not cited:
+                continue
+            queries[row["id"]] = row["claim"]
+            for doc in cited:
+                if doc not in test.corpus:
+                    raise ValueError(f"SciFact train claim {row['id']} cites {doc}, which is not in the corpus")
+                qrels.setdefault(row["id"], {})[doc] = 1
+    overlap = set(queries) & set(test.queries)
+    if overlap:
+        raise ValueError(f"SciFact train claims overlap the test queries: {sorted(overlap)[:5]}")
+    return RetrievalData("SciFact-train", test.corpus, queries, qrels)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embrepro.data.benchmarks import TRANSFER_TASKS, TransferTask, load_transfer
+from embrepro.data.senteval import TRANSFER_TASKS, TransferTask, load_transfer
 
 #: SentEval's grids of C for scikit-learn's LogisticRegression.
 C_GRID_CV = tuple(2.0 ** t for t in range(-2, 4))
