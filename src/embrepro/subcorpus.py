@@ -40,7 +40,7 @@ def dense_evaluation(encode: Callable[[Sequence[str]], np.ndarray], data: Retrie
 
     Returns pytrec_eval's mean and per-query metrics (x 100), as :func:`embrepro.retrieval.evaluate_run`.
     """
-    from embrepro.retrieval import evaluate_run, top_k
+    from embrepro.retrieval import dense_scores, evaluate_run, top_k
 
     doc_ids = list(data.corpus)
     query_ids = [q for q in data.queries if q in data.qrels]
@@ -49,10 +49,8 @@ def dense_evaluation(encode: Callable[[Sequence[str]], np.ndarray], data: Retrie
     for name, x, n in (("documents", docs, len(doc_ids)), ("queries", queries, len(query_ids))):
         if x.ndim != 2 or len(x) != n:
             raise ValueError(f"encode returned shape {x.shape} for {n} {name}")
-    docs /= np.maximum(np.linalg.norm(docs, axis=1, keepdims=True), 1e-12)
-    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     depth = max(int(m.partition("@")[2] or 10) for m in metrics)
-    run = top_k(queries @ docs.T, doc_ids, query_ids, depth)
+    run = top_k(dense_scores(queries, docs), doc_ids, query_ids, depth)
     return evaluate_run({q: data.qrels[q] for q in query_ids}, run, metrics)
 
 
