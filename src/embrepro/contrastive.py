@@ -172,7 +172,7 @@ def train_steps(model, loss_fn, examples: Sequence[tuple[str, ...]], *, steps: i
         feats = []
         for col in range(width):
             f = model.preprocess([examples[i][col] for i in batch])
-            feats.append({k: v.to(model.device) for k, v in f.items()})
+            feats.append({k: (v.to(model.device) if hasattr(v, "to") else v) for k, v in f.items()})
         target = (torch.as_tensor(np.asarray(labels)[batch], device=model.device)
                   if labels is not None else None)
         loss = loss_fn(feats, target)
