@@ -19,8 +19,10 @@ Cost: a ``cv`` task fits ``folds x (6 x folds + 1)`` classifiers (610 at ten fol
 GloVe 50d a fit of MR takes about a second on two loaded cores), a ``kfold`` task ``7 x folds + 1``;
 chapters cache the results of a frozen encoder rather than recompute them.
 
-STS-B and SICK-R are not classification tasks: score them with
-:func:`embrepro.evaluation.evaluate_sts` (Spearman correlation of cosines with the gold scores).
+STS-B and SICK-R are not classification tasks: :func:`relatedness` scores them the unsupervised
+way (Spearman correlation of cosines with the gold scores, :func:`embrepro.evaluation.evaluate_sts`),
+keeping the per-pair cosines for a paired bootstrap; SentEval's supervised regression on them is not
+implemented. :func:`macro_difference` compares two encoders over several tasks, item by item.
 """
 
 from __future__ import annotations
@@ -92,17 +94,22 @@ def _features(task: TransferTask, split: str, lookup: dict[str, np.ndarray]) -> 
 
 
 def evaluate_task(encode: Encode, task: TransferTask | str, folds: int = 10, seed: int = 1111,
-                  limit: int | None = None) -> TransferResult:
+                  limit: int | None = None, inner_folds: int | None = None) -> TransferResult:
     """Evaluate an encoder on one task under SentEval's protocol (see the module docstring).
 
     ``encode`` maps a list of sentences to an (n, d) array; it is called once per task on the
     task's distinct sentences. ``limit`` keeps a stratified random subset of each split (smoke
-    runs only: the numbers are then not comparable with published ones).
+    runs only: the numbers are then not comparable with published ones). ``inner_folds`` (cv
+    tasks only) sets the folds of the inner cross-validation that chooses ``C``; ``None`` keeps
+    SentEval's ``folds`` (a cv task then costs ``folds x (6 x inner_folds + 1)`` fits).
     """
     if isinstance(task, str):
         task = load_transfer(task)
     if folds < 2:
         raise ValueError(f"folds must be at least 2, got {folds}")
+    inner = folds if inner_folds is None else inner_folds
+    if inner < 2:
+        raise ValueError(f"inner_folds must be at least 2, got {inner_folds}")
     if limit is not None:
         task = subsample(task, limit, seed)
     sentences = task.sentences()
@@ -119,7 +126,7 @@ def evaluate_task(encode: Encode, task: TransferTask | str, folds: int = 10, see
         correct = np.zeros(len(y), dtype=bool)
         dev, test, chosen = [], [], []
         for tr, te in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(X, y):
-            c, score = _best_c(X[tr], y[tr], C_GRID_CV, folds, seed)
+            c, score = _best_c(X[tr], y[tr], C_GRID_CV, inner, seed)
             clf = _classifier(c, seed).fit(X[tr], y[tr])
             correct[te] = clf.predict(X[te]) == y[te]
             dev.append(score)
@@ -171,7 +178,8 @@ def subsample(task: TransferTask, limit: int, seed: int = 0) -> TransferTask:
 
 
 def evaluate(encode: Encode, tasks: Sequence[str] = tuple(TRANSFER_TASKS), folds: int = 10, seed: int = 1111,
-             limit: int | None = None, progress: bool = True) -> dict[str, TransferResult]:
+             limit: int | None = None, progress: bool = True, inner_folds: int | None = None
+             ) -> dict[str, TransferResult]:
     """:func:`evaluate_task` over several tasks (a progress bar per task); results by task name."""
     unknown = [t for t in tasks if t not in TRANSFER_TASKS]
     if unknown:
@@ -179,7 +187,7 @@ def evaluate(encode: Encode, tasks: Sequence[str] = tuple(TRANSFER_TASKS), folds
     from tqdm.auto import tqdm
     out = {}
     for name in tqdm(list(tasks), desc="transfer tasks", disable=not progress):
-        out[name] = evaluate_task(encode, name, folds=folds, seed=seed, limit=limit)
+        out[name] = evaluate_task(encode, name, folds=folds, seed=seed, limit=limit, inner_folds=inner_folds)
     return out
 
 
@@ -190,3 +198,78 @@ def results_table(results: dict[str, TransferResult]):
              "C": r.chosen_c[0] if len(set(r.chosen_c)) == 1 else "varies", "train": r.n_train, "test items": r.n_test,
              **r.extra} for r in results.values()]
     return pd.DataFrame(rows).set_index("task")
+
+
+#: Relatedness tasks scored by cosine: name -> (loader, splits it offers).
+RELATEDNESS_TASKS = {"STSB": ("load_stsb", ("train", "dev", "test")), "SICKR": ("load_sick", ("train", "trial", "test"))}
+
+
+def relatedness(encode: Encode, name: str, split: str = "test"):
+    """Spearman x 100 of cosine similarity against the gold scores on STS-B or SICK-R (no training).
+
+    Returns :class:`embrepro.evaluation.STSResult`, whose ``cosines`` (one per pair, in the file's
+    order) feed :func:`embrepro.stats.bootstrap_spearman` for paired comparisons.
+    """
+    from embrepro import data, evaluation
+
+    if name not in RELATEDNESS_TASKS:
+        raise ValueError(f"unknown relatedness task {name!r}; choose from {', '.join(RELATEDNESS_TASKS)}")
+    loader, splits = RELATEDNESS_TASKS[name]
+    if split not in splits:
+        raise ValueError(f"{name} has splits {', '.join(splits)}, not {split!r}")
+    return evaluation.evaluate_sts(encode, getattr(data, loader)(split))
+
+
+def _item_accuracy(runs: Sequence[dict[str, TransferResult]], task: str) -> np.ndarray:
+    """Per-item share of the runs (seeds) that classified the item correctly."""
+    return np.mean([np.asarray(r[task].correct, dtype=np.float64) for r in runs], axis=0)
+
+
+def macro_difference(a_by_seed: Sequence[dict[str, TransferResult]], b_by_seed: Sequence[dict[str, TransferResult]],
+                     n_boot: int = 1000, seed: int = 0):
+    """Macro-averaged test accuracy (percent) of encoder A minus encoder B over the same tasks and items.
+
+    Each argument holds one :func:`evaluate` result per training seed (``b_by_seed`` may hold a single
+    one: a deterministic baseline shared by every seed). A task's accuracy is the share of its
+    test items classified correctly (for cv tasks every item, from its outer fold). The interval is
+    the wider of a paired t-interval over the per-seed differences (infinite with one seed) and a
+    bootstrap that resamples each task's items independently, A and B on the same resample, seeds
+    averaged item by item (``verdicts.md``: "use the wider").
+    """
+    from embrepro import stats
+
+    a, b = list(a_by_seed), list(b_by_seed)
+    if not a or not b:
+        raise ValueError("each encoder needs at least one result")
+    if len(b) == 1:
+        b = b * len(a)
+    if len(b) != len(a):
+        raise ValueError(f"{len(a)} seeds for A but {len(b)} for B")
+    tasks = list(a[0])
+    for r in a + b:
+        if list(r) != tasks:
+            raise ValueError(f"every result must cover the same tasks in the same order: {list(r)} vs {tasks}")
+        for t in tasks:
+            if len(r[t].correct) != len(a[0][t].correct):
+                raise ValueError(f"task {t}: the results were scored on different items")
+
+    def macro(runs):
+        return 100 * float(np.mean([_item_accuracy(runs, t).mean() for t in tasks]))
+
+    per_seed = [macro([x]) - macro([y]) for x, y in zip(a, b)]
+    over_seeds = stats.t_interval(per_seed)
+    rng = np.random.default_rng(seed)
+    diffs = np.zeros(n_boot)
+    for t in tasks:
+        d = _item_accuracy(a, t) - _item_accuracy(b, t)
+        diffs += d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    diffs *= 100 / len(tasks)
+    n_items = sum(len(a[0][t].correct) for t in tasks)
+    over_items = stats.replicate_interval(float(np.mean(per_seed)), diffs,
+                                          method=f"bootstrap over {n_items} items of {len(tasks)} tasks")
+    return stats.wider(over_seeds, over_items)
+
+
+def macro_accuracy(results: dict[str, TransferResult]) -> float:
+    """The mean over tasks of each task's share of correctly classified test items (percent)."""
+    return 100 * float(np.mean([np.asarray(r.correct, dtype=np.float64).mean() for r in results.values()]))
