@@ -1,0 +1,74 @@
+"""The book's three pretrained embedding spaces, encoded once per text list for the whole book.
+
+``encode(name, texts)`` returns one float32 row per text from ``name``'s space:
+
+* ``"minilm"``: all-MiniLM-L6-v2 (sentence-transformers, mean pooling, unit length, 384 d);
+* ``"l3"``: paraphrase-MiniLM-L3-v2 through ONNX (mean pooling, not normalised, 384 d);
+* ``"glove"``: averaged GloVe 6B 50d over the book's tokeniser (50 d; zero for no known word).
+
+Encodings go through :class:`embrepro.retrieval.EmbeddingCache`, keyed by model, weights' sha256
+and the exact list of texts, so two chapters that encode the same list share one encoding (the
+MiniLM cache is the same one :func:`embrepro.retrieval.minilm_cache` fills). ``rate(name, texts)``
+measures the cold speed the same way for every chapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+from embrepro import models, retrieval
+
+__all__ = ["SPACES", "cache", "encode", "encoder", "rate"]
+
+SPACES = ("minilm", "l3", "glove")
+_GLOVE_REVISION = f"{models.GLOVE_VECTORS_SHA256}+{models.GLOVE_INDEX_SHA256}+book-tokenizer-1"
+
+
+def _check(name: str) -> None:
+    if name not in SPACES:
+        raise ValueError(f"unknown space {name!r}; the book's pretrained spaces are {SPACES}")
+
+
+@lru_cache(maxsize=None)
+def encoder(name: str):
+    """The loaded encoder of ``name`` (an object with ``encode(texts)``), loaded once per process."""
+    _check(name)
+    if name == "minilm":
+        return models.load_encoder()
+    if name == "l3":
+        return models.load_paraphrase_l3()
+    return models.AveragedWordVectors(models.load_glove())
+
+
+@lru_cache(maxsize=None)
+def cache(name: str) -> retrieval.EmbeddingCache:
+    """The embedding cache of ``name`` (hits and misses counted per process)."""
+    _check(name)
+    if name == "minilm":
+        return retrieval.minilm_cache(encoder(name))
+    if name == "l3":
+        l3 = encoder(name)
+
+        def encode_l3(texts: list[str]) -> np.ndarray:
+            return l3.encode(texts, batch_size=64, show_progress_bar=len(texts) > 500)
+
+        return retrieval.EmbeddingCache(models.PARAPHRASE_L3, models.PARAPHRASE_L3_SHA256, encode_l3)
+    glove = encoder(name)
+    return retrieval.EmbeddingCache(models.GLOVE, _GLOVE_REVISION, lambda texts: glove.encode(texts))
+
+
+def encode(name: str, texts: Sequence[str], kind: str = "text") -> np.ndarray:
+    """``texts`` in ``name``'s space, from the shared cache when this exact list was encoded before."""
+    texts = list(texts)
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be strings")
+    return cache(name).get(texts, kind)
+
+
+def rate(name: str, texts: Sequence[str], sample: int = 64, seed: int = 0) -> retrieval.EncodeRate:
+    """The cold encoding speed of ``name`` on a random sample of ``texts`` (see ``retrieval.encode_rate``)."""
+    model = encoder(name)
+    return retrieval.encode_rate(lambda batch: model.encode(list(batch)), list(texts), sample=sample, seed=seed)
