@@ -17,6 +17,7 @@ anything runs.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 
@@ -123,8 +124,37 @@ def _cmd_check_pages(args) -> int:
     return 0 if check_site(args.html_dir) else 1
 
 
+def version_text() -> str:
+    """The package's version and the data manifest's: its data sets, files and one hash over them."""
+    import hashlib
+    from importlib import metadata
+
+    from embrepro.data.manifest import manifest
+
+    try:
+        package = metadata.version("embrepro")
+    except metadata.PackageNotFoundError:
+        package = "unknown (not installed)"
+    datasets = manifest().datasets
+    digest = hashlib.sha256("\n".join(f"{name} {ds.fingerprint()}" for name, ds in sorted(datasets.items())).encode())
+    files = sum(len(ds.files) for ds in datasets.values())
+    return (f"embrepro {package}\ndata manifest {digest.hexdigest()[:12]} "
+            f"({len(datasets)} data sets, {files} files; data/manifest.yml)")
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embrepro", description="Embeddings, Reproduced: run and build the book.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the package's version and the data manifest's version, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list the chapters, their parameters and runs").set_defaults(func=_cmd_list)
@@ -175,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"embrepro: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("embrepro: interrupted; finished runs are kept, the interrupted one is not cached", file=sys.stderr)
         return 130
