@@ -1,7 +1,8 @@
 """The package's two wings and its import graph, read from the source with ``ast`` (nothing is imported).
 
 * The science wing (every module of ``embrepro`` except the ``embrepro.book`` subpackage and
-  ``embrepro.kit``, the declared bridge a notebook uses to read recorded runs) never imports the
+  ``embrepro.kit``, the declared bridge a notebook uses to read recorded runs, and
+  ``embrepro.__main__``, which only starts the command line) never imports the
   book wing: not at module level, not inside a function, not relatively, not by ``importlib``.
 * No import cycle among ``embrepro`` modules. The graph has an edge for every module-level import
   (including those in ``if``/``try`` blocks and class bodies, excluding ``if TYPE_CHECKING:``);
@@ -20,7 +21,7 @@ from pathlib import Path
 import embrepro
 
 BOOK_WING = "embrepro.book"
-BRIDGES = {"embrepro.kit"}
+BRIDGES = {"embrepro.kit", "embrepro.__main__"}
 
 
 def package_modules(package_dir: Path, package: str) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""Assembling the book from runs: chapter pages, the scorecard, the run report, the data page.
+"""Assembling the book from runs: chapter pages, the scorecard, the run report, the data and coverage pages.
 
 ``assemble(profile)`` copies each chapter's newest executed notebook at that profile into
 ``book/chapters/`` and writes the generated pages into ``book/generated/``; ``build()`` runs
@@ -17,6 +17,7 @@ from embrepro.paths import project_root
 from embrepro.book.runner import PROFILES, ChapterSpec, discover, latest_run
 from embrepro.book.record import RunRecord
 from embrepro.book.scorecard import scorecard_markdown
+from embrepro.book.coverage import coverage_markdown
 
 class BookError(RuntimeError):
     pass
@@ -145,6 +146,7 @@ def assemble(profile: str = "book", root: Path | None = None) -> list[str]:
     (generated / "scorecard.md").write_text(scorecard_markdown(chapters, profile, figure_dir=generated))
     (generated / "run-report.md").write_text(run_report_markdown(chapters))
     (generated / "data.md").write_text(data_markdown(chapters))
+    (generated / "coverage.md").write_text(coverage_markdown(chapters, root, figure_dir=generated))
     return list(chapters)
 
 

@@ -8,6 +8,8 @@ A chapter is a notebook ``notebooks/<part>/<name>.ipynb`` with a spec ``<name>.y
     needs:                                       # parameter -> another chapter's artefact
       word2vec_vectors: word2vec/vectors.kv
     timeout_s: {smoke: 120, book: 600, paper: 14400}   # per cell, positive integers
+    seeds: [315, 116]                            # seed papers it reproduces (ids of papers.tsv)
+    seeds_partly: []                             # seed papers it covers only in a section or remark
     parameters:                                  # checks a default value cannot express
       epochs: {min: 1}
       subsample: {gt: 0, lt: 1}
@@ -82,7 +84,8 @@ KEY_LIBRARIES = ("torch", "gensim", "sentence-transformers", "transformers", "nu
                  "scikit-learn", "faiss-cpu", "hnswlib", "papermill")
 RESERVED = {"profile"}
 DEFAULT_TIMEOUT_S = {"smoke": 300, "book": 1800, "paper": 86400}
-SPEC_KEYS = {"title", "data", "artefacts", "needs", "timeout_s", "parameters", "profiles"}
+SPEC_KEYS = {"title", "data", "artefacts", "needs", "timeout_s", "parameters", "profiles", "seeds",
+             "seeds_partly"}
 RULE_KEYS = {"type", "nullable", "min", "max", "gt", "lt", "choices"}
 RULE_TYPES = {"int": 0, "float": 0.0, "str": "", "bool": False}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -281,6 +284,8 @@ class ChapterSpec:
     timeout_s: dict[str, int]
     defaults: dict = field(repr=False, default_factory=dict)
     rules: dict[str, ParameterRule] = field(repr=False, default_factory=dict)
+    seeds: list[int] = field(default_factory=list)         # seed papers covered (not in the cache key)
+    seeds_partly: list[int] = field(default_factory=list)  # seed papers covered in part
 
     @classmethod
     def load(cls, spec_path: Path) -> "ChapterSpec":
@@ -301,6 +306,16 @@ class ChapterSpec:
         for key in ("data", "artefacts"):
             if not isinstance(spec.get(key, []), list) or not all(isinstance(x, str) for x in spec.get(key, [])):
                 raise ChapterError(f"{where}: {key} must be a list of names")
+        for key in ("seeds", "seeds_partly"):  # seed-paper ids (papers.tsv); see embrepro.book.coverage
+            ids = spec.get(key) or []
+            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                                    for x in ids):
+                raise ChapterError(f"{where}: {key} must be a list of seed-paper ids (whole numbers), got {ids!r}")
+            if len(set(ids)) != len(ids):
+                raise ChapterError(f"{where}: {key} lists a seed paper twice: {ids!r}")
+        both = set(spec.get("seeds") or []) & set(spec.get("seeds_partly") or [])
+        if both:
+            raise ChapterError(f"{where}: seed papers {sorted(both)} are in both seeds and seeds_partly")
         for key in ("needs", "timeout_s", "parameters", "profiles"):
             if not isinstance(spec.get(key) or {}, dict):
                 raise ChapterError(f"{where}: {key} must be a mapping, not a {type(spec[key]).__name__}")
@@ -362,6 +377,8 @@ class ChapterSpec:
             timeout_s={**DEFAULT_TIMEOUT_S, **timeouts},
             defaults=defaults,
             rules=rules,
+            seeds=list(spec.get("seeds") or []),
+            seeds_partly=list(spec.get("seeds_partly") or []),
         )
         try:
             for profile in PROFILES:  # every profile's values are checked when the chapter is read
