@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from embrepro.book.runner import UsageError
+from embrepro.book.scorecard import stacked_bars
 from embrepro.paths import project_root
 
 STATUSES = ("covered", "partly covered", "short section", "planned", "out of scope")
@@ -205,16 +206,7 @@ def coverage_figure(entries: dict[int, Entry], path: Path) -> Path:
     areas = counts_by_area(entries)
     names = [AREAS.get(a, a) for a in areas]
     fig, ax = plt.subplots(figsize=(8, 1.6 + 0.4 * len(names)))
-    left = [0] * len(names)
-    for status in STATUSES:
-        counts = [c[status] for c in areas.values()]
-        if any(counts):
-            ax.barh(names, counts, left=left, color=COLOURS[status], edgecolor="white", label=status)
-            for row, n in enumerate(counts):
-                if n:
-                    ax.text(left[row] + n / 2, row, str(n), ha="center", va="center", fontsize=8)
-            left = [a + b for a, b in zip(left, counts)]
-    ax.invert_yaxis()
+    stacked_bars(ax, names, {s: [c[s] for c in areas.values()] for s in STATUSES}, COLOURS)
     ax.set_xlabel("seed papers")
     ax.set_title(f"Where the book covers the {len(entries)} seed papers, by area")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(STATUSES), frameon=False, fontsize=8)

@@ -102,6 +102,21 @@ def _interval(claim: dict) -> str:
     return f"[{low:.3g}, {high:.3g}]"
 
 
+def stacked_bars(ax, names: list[str], series: dict[str, list[int]], colours: dict[str, str],
+                 fontsize: int = 8) -> None:
+    """Horizontal stacked bars, one row per name (top to bottom), one segment per series (in the
+    dict's order, empty series left out of the legend), each segment labelled with its count."""
+    left = [0] * len(names)
+    for label, counts in series.items():
+        if any(counts):
+            ax.barh(names, counts, left=left, color=colours[label], edgecolor="white", label=label)
+            for row, n in enumerate(counts):
+                if n:
+                    ax.text(left[row] + n / 2, row, str(n), ha="center", va="center", fontsize=fontsize)
+            left = [a + b for a, b in zip(left, counts)]
+    ax.invert_yaxis()
+
+
 def outcome_figure(card: dict, path: Path) -> Path | None:
     """A stacked bar chart of claim outcomes per part, saved as a PNG; None when there are no claims."""
     if not card["claims"]:
@@ -116,16 +131,7 @@ def outcome_figure(card: dict, path: Path) -> Path | None:
         by_part.setdefault(c["part"] or "(no part)", Counter())[c["outcome"]] += 1
     names = list(by_part)
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.6 * len(names)))
-    left = [0] * len(names)
-    for outcome in OUTCOMES:
-        counts = [by_part[p][outcome] for p in names]
-        if any(counts):
-            ax.barh(names, counts, left=left, color=COLOURS[outcome], edgecolor="white", label=outcome)
-            for i, n in enumerate(counts):
-                if n:
-                    ax.text(left[i] + n / 2, i, str(n), ha="center", va="center", fontsize=9)
-            left = [a + b for a, b in zip(left, counts)]
-    ax.invert_yaxis()
+    stacked_bars(ax, names, {o: [by_part[p][o] for p in names] for o in OUTCOMES}, COLOURS, fontsize=9)
     ax.set_xlabel("claims")
     ax.set_title(f"Outcomes of the book's claims by part ({card['profile']} profile)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
