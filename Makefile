@@ -6,12 +6,13 @@ EMB     := $(VENV)/bin/embrepro
 JOBS    ?= 1
 SMOKE_BUILD := _build/smoke
 
-.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all
+.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark
 
 help:
 	@echo "make book   run every chapter at the book profile (cached) and build the HTML book"
 	@echo "make test   unit tests, every chapter at the smoke profile, a book build and a browser check"
 	@echo "make serve  serve the built book on http://127.0.0.1:8000"
+	@echo "make benchmark  MiniLM encoding speed and scores per precision (quiet machine; not part of make test)"
 	@echo "make clean  remove builds and runs (keeps the environment and downloads)"
 
 # The environment: created once, re-installed when pyproject.toml changes.
@@ -27,6 +28,10 @@ book: env
 	@echo "The book is in _build/html/index.html (make serve to browse it)."
 
 test: unit smoke determinism smoke-book pages
+
+# Encoding speed per precision, side by side in one run (benchmarks/encoding.py); not part of `make test`.
+benchmark: env
+	$(PY) benchmarks/encoding.py
 
 unit: env
 	$(PY) -m pytest -q
