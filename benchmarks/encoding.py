@@ -29,22 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from embrepro.precision import ANCHOR_TOLERANCE, anchors_hold, cpu_flags, default_precision, has_native_bf16
+
 LAYERS, WIDTH, FFN = 6, 384, 1536  # all-MiniLM-L6-v2
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def has_native_bf16(flags: set[str]) -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def flops_per_text(tokens: int) -> float:
@@ -183,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
     pd.DataFrame(rows).to_csv(out / "encoding.csv", index=False)
     print(f"written: {out / 'encoding.json'}, {out / 'encoding.csv'}")
+    bf16 = next((r for r in rows if r["variant"] == "bf16"), None)
+    if bf16 is not None:  # the evidence side of embrepro.precision's rule, on this machine
+        holds = anchors_hold({"STS-B": bf16["stsb_change"], "SciFact": bf16["scifact_change"]})
+        print(f"bf16 anchors within {ANCHOR_TOLERANCE} points of fp32: {'yes' if holds else 'NO'}; "
+              f"this machine's default precision: {default_precision()}")
     return 0
 
 

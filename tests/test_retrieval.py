@@ -64,3 +64,10 @@ def test_embedding_cache_encodes_each_text_list_once(tmp_path, monkeypatch):
     retrieval.EmbeddingCache("toy-model", "rev2", encode).get(["a", "b"], kind="doc")  # new revision
     cache.get(["a", "b", "c"], kind="doc")  # new texts
     assert calls == [2, 2, 3] and cache.hits == 0 and cache.misses == 2
+    bf16 = retrieval.EmbeddingCache("toy-model", "rev1", encode, precision="bf16")
+    bf16.get(["a", "b"], kind="doc")  # same model and texts at another precision: encoded again
+    assert calls == [2, 2, 3, 2] and bf16.misses == 1
+    assert retrieval.EmbeddingCache("toy-model", "rev1", encode, precision="fp32").get(["a", "b"], kind="doc") is not None
+    assert calls == [2, 2, 3, 2]  # fp32 is the default precision: the first entry is served
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        retrieval.EmbeddingCache("toy-model", "rev1", encode, precision="fp16")

@@ -227,6 +227,12 @@ def test_dry_run_names_what_changed(tiny_project, monkeypatch, tmp_path):
     assert "threads 2 -> 7" in _why(r.explain(["producer"]), "producer")[1] or \
         "threads 1 -> 7" in _why(r.explain(["producer"]), "producer")[1]
     monkeypatch.delenv("EMBREPRO_THREADS")
+    other = "fp32" if runner_module.default_precision() == "bf16" else "bf16"
+    with monkeypatch.context() as m:  # encodings at another precision are other results: a new key
+        m.setattr(runner_module, "default_precision", lambda: other)
+        assert f"encoding precision {'bf16' if other == 'fp32' else 'fp32'} -> {other}" in \
+            _why(r.explain(["producer"]), "producer")[1]
+    assert _why(r.explain(["producer"]), "producer")[0] == "hit"
     versions = runner_module.library_versions()
     monkeypatch.setattr(runner_module, "library_versions", lambda: {**versions, "numpy": "0.0"})
     assert "library versions numpy" in _why(r.explain(["producer"]), "producer")[1]

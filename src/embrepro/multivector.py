@@ -82,7 +82,7 @@ class TokenEmbeddingCache(EmbeddingCache):
     """Token embeddings on disk under ``.cache/embeddings`` (``<key>.npz``: float16 vectors, offsets).
 
     ``encode`` maps a list of texts to a list of (tokens x dim) arrays. The key hashes model,
-    revision, ``kind`` and the texts, so a different list of texts is a different entry.
+    revision, precision, ``kind`` and the texts, so a different list of texts is a different entry.
     """
 
     def key(self, texts: Sequence[str], kind: str) -> str:
@@ -105,7 +105,8 @@ class TokenEmbeddingCache(EmbeddingCache):
             np.savez(tmp, vectors=ragged.vectors.astype(np.float16), offsets=ragged.offsets)
             # what the caller gets is exactly what a later cache hit returns
             encoded.append(Ragged(ragged.vectors.astype(np.float16).astype(np.float32), ragged.offsets))
-            return {"model": self.model_id, "revision": self.revision, "kind": f"tokens:{kind}"}
+            return {"model": self.model_id, "revision": self.revision, "precision": self.precision,
+                    "kind": f"tokens:{kind}"}
 
         derived.ensure(path, self.key(texts, kind), build)
         if encoded:
@@ -116,17 +117,23 @@ class TokenEmbeddingCache(EmbeddingCache):
             return Ragged(f["vectors"].astype(np.float32), f["offsets"])
 
 
-def minilm_token_cache(encoder, batch_size: int = 32) -> TokenEmbeddingCache:
-    """MiniLM's contextual token vectors (padding dropped, [CLS] and [SEP] kept), L2-normalised."""
+def minilm_token_cache(encoder, batch_size: int = 32, precision: str | None = None) -> TokenEmbeddingCache:
+    """MiniLM's contextual token vectors (padding dropped, [CLS] and [SEP] kept), L2-normalised,
+    computed at ``precision`` (default: the machine's, :func:`embrepro.precision.default_precision`)."""
     from embrepro.models import MINILM, MINILM_SHA256
+    from embrepro.precision import autocast, default_precision
+
+    precision = default_precision() if precision is None else precision
+    device = getattr(getattr(encoder, "device", None), "type", "cpu")
 
     def encode(texts: list[str]) -> list[np.ndarray]:
-        out = encoder.encode(texts, output_value="token_embeddings", batch_size=batch_size,
-                             show_progress_bar=len(texts) > 500)
+        with autocast(precision, device):
+            out = encoder.encode(texts, output_value="token_embeddings", batch_size=batch_size,
+                                 show_progress_bar=len(texts) > 500)
         return [normalise_rows(np.asarray(t.float().cpu().numpy() if hasattr(t, "cpu") else t, dtype=np.float32))
                 for t in out]
 
-    return TokenEmbeddingCache(MINILM, MINILM_SHA256, encode)
+    return TokenEmbeddingCache(MINILM, MINILM_SHA256, encode, precision)
 
 
 # --------------------------------------------------------------------------------------------

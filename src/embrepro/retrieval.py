@@ -262,18 +262,25 @@ def wins_losses(a: Sequence[float], b: Sequence[float], tol: float = 1e-9) -> tu
 # --------------------------------------------------------------------------------------------
 
 class EmbeddingCache:
-    """Encoded texts on disk under ``.cache/embeddings``, keyed by model, revision and texts.
+    """Encoded texts on disk under ``.cache/embeddings``, keyed by model, revision, precision and texts.
 
     ``revision`` must change whenever the model's weights do (for MiniLM, use the weights'
-    sha256). ``hits`` and ``misses`` count what this object served from disk or encoded.
+    sha256); ``precision`` names the arithmetic ``encode`` computes in (``"fp32"`` or ``"bf16"``,
+    see :mod:`embrepro.precision`). ``hits`` and ``misses`` count what this object served from
+    disk or encoded.
     """
 
-    def __init__(self, model_id: str, revision: str, encode: Callable[[list[str]], np.ndarray]):
-        self.model_id, self.revision, self.encode = model_id, revision, encode
+    def __init__(self, model_id: str, revision: str, encode: Callable[[list[str]], np.ndarray],
+                 precision: str = "fp32"):
+        from embrepro.precision import PRECISIONS, PrecisionError
+
+        if precision not in PRECISIONS:
+            raise PrecisionError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        self.model_id, self.revision, self.encode, self.precision = model_id, revision, encode, precision
         self.hits = self.misses = 0
 
     def key(self, texts: Sequence[str], kind: str) -> str:
-        digest = hashlib.sha256(f"{self.model_id}\n{self.revision}\n{kind}\n".encode())
+        digest = hashlib.sha256(f"{self.model_id}\n{self.revision}\n{self.precision}\n{kind}\n".encode())
         for text in texts:
             digest.update(text.encode())
             digest.update(b"\x00")
@@ -292,7 +299,8 @@ class EmbeddingCache:
                 raise ValueError(f"encode returned an array of shape {emb.shape} for {len(texts)} texts")
             np.save(tmp, emb)
             encoded.append(emb)
-            return {"model": self.model_id, "revision": self.revision, "kind": kind, "shape": list(emb.shape)}
+            return {"model": self.model_id, "revision": self.revision, "precision": self.precision, "kind": kind,
+                    "shape": list(emb.shape)}
 
         derived.ensure(path, key, build)
         if encoded:
@@ -302,15 +310,22 @@ class EmbeddingCache:
         return np.load(path)
 
 
-def minilm_cache(encoder, batch_size: int = 64) -> EmbeddingCache:
-    """An :class:`EmbeddingCache` for the book's MiniLM encoder (revision = its weights' sha256)."""
+def minilm_cache(encoder, batch_size: int = 64, precision: str | None = None) -> EmbeddingCache:
+    """An :class:`EmbeddingCache` for the book's MiniLM encoder (revision = its weights' sha256),
+    encoding at ``precision`` (default: :func:`embrepro.precision.default_precision`, the machine's)."""
     from embrepro.models import MINILM, MINILM_SHA256
+    from embrepro.precision import autocast, default_precision
+
+    precision = default_precision() if precision is None else precision
+    device = getattr(getattr(encoder, "device", None), "type", "cpu")
 
     def encode(texts: list[str]) -> np.ndarray:
-        return encoder.encode(texts, batch_size=batch_size, show_progress_bar=len(texts) > 500,
-                              convert_to_numpy=True)
+        with autocast(precision, device):
+            out = encoder.encode(texts, batch_size=batch_size, show_progress_bar=len(texts) > 500,
+                                 convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
 
-    return EmbeddingCache(MINILM, MINILM_SHA256, encode)
+    return EmbeddingCache(MINILM, MINILM_SHA256, encode, precision)
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
 * ``"l3"``: paraphrase-MiniLM-L3-v2 through ONNX (mean pooling, not normalised, 384 d);
 * ``"glove"``: averaged GloVe 6B 50d over the book's tokeniser (50 d; zero for no known word).
 
-Encodings go through :class:`embrepro.retrieval.EmbeddingCache`, keyed by model, weights' sha256
-and the exact list of texts, so two chapters that encode the same list share one encoding (the
+Encodings go through :class:`embrepro.retrieval.EmbeddingCache`, keyed by model, weights' sha256,
+precision (MiniLM at the machine's default, :mod:`embrepro.precision`; L3 and GloVe in fp32) and
+the exact list of texts, so two chapters that encode the same list share one encoding (the
 MiniLM cache is the same one :func:`embrepro.retrieval.minilm_cache` fills). ``rate(name, texts)``
 measures the cold speed the same way for every chapter.
 """
@@ -70,5 +71,5 @@ def encode(name: str, texts: Sequence[str], kind: str = "text") -> np.ndarray:
 
 def rate(name: str, texts: Sequence[str], sample: int = 64, seed: int = 0) -> retrieval.EncodeRate:
     """The cold encoding speed of ``name`` on a random sample of ``texts`` (see ``retrieval.encode_rate``)."""
-    model = encoder(name)
-    return retrieval.encode_rate(lambda batch: model.encode(list(batch)), list(texts), sample=sample, seed=seed)
+    encode_uncached = cache(name).encode  # the cache's own encoder: same model, same precision
+    return retrieval.encode_rate(lambda batch: encode_uncached(list(batch)), list(texts), sample=sample, seed=seed)

@@ -46,8 +46,11 @@ def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
         "*notebook* is the time from the chapter's first cell to its last; the difference is the",
         "runner's overhead (kernel start, papermill, writing the run folder).",
         "",
-        "| chapter | profile | runtime (s) | notebook (s) | overhead (s) | peak memory (MB) | threads | device | finished |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "*Precision* is that of the book's cached MiniLM encodings on the machine that ran it",
+        "(bf16 where the CPU computes bf16 natively, else fp32: see `embrepro.precision`).",
+        "",
+        "| chapter | profile | runtime (s) | notebook (s) | overhead (s) | peak memory (MB) | threads | precision | device | finished |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in chapters:
         for profile in PROFILES:
@@ -57,12 +60,12 @@ def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
             r = RunRecord.load(folder / "result.json").to_json()
             overhead = r["runtime_s"] - r["notebook_runtime_s"]
             lines.append(f"| {name} | {profile} | {r['runtime_s']:.1f} | {r['notebook_runtime_s']:.1f} | "
-                         f"{overhead:.1f} | {r['peak_memory_mb']:.0f} | {r['threads']} | {r['device']} | "
+                         f"{overhead:.1f} | {r['peak_memory_mb']:.0f} | {r['threads']} | {r['precision']} | {r['device']} | "
                          f"{r['finished']} |")
     for (chapter, profile), r in recorded_results().items():
         lines.append(f"| {chapter} | {profile} (recorded) | {r['runtime_s']:.1f} | {r['notebook_runtime_s']:.1f} | "
                      f"{r['runtime_s'] - r['notebook_runtime_s']:.1f} | {r['peak_memory_mb']:.0f} | "
-                     f"{r['threads']} | {r['device']} | {r['finished']} |")
+                     f"{r['threads']} | {r['precision']} | {r['device']} | {r['finished']} |")
     return "\n".join(lines) + "\n"
 
 

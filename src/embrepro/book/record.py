@@ -26,7 +26,8 @@ something is wrong.
      "cache_key": "3f2a...", "key_components": {...},   # see embrepro.book.runner.key_components
      "parameters": {"profile": "book", "seed": 0, ...},
      "artefacts": {"vectors.kv": "<sha256 of the file>"},
-     "threads": 2, "cpu_count": 2, "versions": {"python": "3.11.7", "torch": "2.13.0+cpu"},
+     "threads": 2, "precision": "bf16", "cpu_count": 2,    # precision: of the cached MiniLM encodings
+     "versions": {"python": "3.11.7", "torch": "2.13.0+cpu"},
      "started": "2026-11-22T06:01:02Z", "finished": "2026-11-22T06:04:23Z"}
 
 Format 1 (``results/`` files recorded before this record existed) is converted on read: claims'
@@ -153,6 +154,7 @@ class RunRecord:
     parameters: dict
     artefacts: dict
     threads: int
+    precision: str  # of the cached MiniLM encodings (embrepro.precision); "fp32" for runs before it was recorded
     cpu_count: int
     versions: dict
     started: str
@@ -174,7 +176,7 @@ class RunRecord:
             data.setdefault("notebook_runtime_s", data.get("runtime_s", float("nan")))
         elif version != FORMAT:
             _fail(source, f"format {version!r}, but this runner writes format {FORMAT}")
-        data = {"device": "cpu", **data}
+        data = {"device": "cpu", "precision": "fp32", **data}  # every encoding was fp32 before precision was recorded
         _check_chapter_side(data, source)
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in data]

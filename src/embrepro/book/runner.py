@@ -33,7 +33,8 @@ module the notebook imports, followed through the modules' own imports (absolute
 aliased, inside functions; parent packages included), each by dotted name and sha256; the data
 sets' checksums; the sha256 of every upstream artefact file the chapter reads (the upstream
 run's *output*, so a forced upstream run with new output re-runs its dependants); the versions of
-:data:`KEY_LIBRARIES`; the thread count (:func:`embrepro.paths.threads`); and
+:data:`KEY_LIBRARIES`; the thread count (:func:`embrepro.paths.threads`); the precision of the
+book's cached MiniLM encodings (:func:`embrepro.precision.default_precision`); and
 :data:`KEY_FORMAT`. The runner's own source and the rest of the book wing are not in it: change
 :data:`KEY_FORMAT` when the meaning of a key changes.
 
@@ -78,6 +79,7 @@ from embrepro.book.record import (CHAPTER_FILE, PROFILES, RUN_FILE, RecordError,
                                   read_chapter_result, record_differences)
 from embrepro.derived import process_alive, sha256_file
 from embrepro.paths import project_root, threads
+from embrepro.precision import default_precision
 
 KEY_FORMAT = 2  # change when what a key means changes (the runner's source is not in the key)
 KEY_LIBRARIES = ("torch", "gensim", "sentence-transformers", "transformers", "numpy", "scipy",
@@ -599,6 +601,7 @@ def key_components(spec: ChapterSpec, params: dict, upstream: dict[str, dict]) -
         "upstream": upstream,
         "versions": library_versions(),
         "threads": threads(),
+        "precision": default_precision(),
     }
 
 
@@ -646,6 +649,8 @@ def explain_change(old: dict, new: dict) -> list[str]:
             reasons.append(f"{label} {', '.join(names)}")
     if old.get("threads") != new.get("threads"):
         reasons.append(f"threads {old.get('threads')} -> {new.get('threads')}")
+    if old.get("precision") != new.get("precision"):
+        reasons.append(f"encoding precision {old.get('precision', 'fp32')} -> {new.get('precision')}")
     return reasons or ["inputs unchanged, but the key differs"]
 
 
@@ -1034,6 +1039,7 @@ class Runner:
                 parameters=params,
                 artefacts=artefact_hashes(work, spec.artefacts),
                 threads=threads(),
+                precision=components["precision"],
                 cpu_count=os.cpu_count() or 1,
                 versions=library_versions(),
                 started=started,
