@@ -6,13 +6,14 @@ EMB     := $(VENV)/bin/embrepro
 JOBS    ?= 1
 SMOKE_BUILD := _build/smoke
 
-.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark
+.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark book-timing
 
 help:
 	@echo "make book   run every chapter at the book profile (cached) and build the HTML book"
 	@echo "make test   unit tests, every chapter at the smoke profile, a book build and a browser check"
 	@echo "make serve  serve the built book on http://127.0.0.1:8000"
 	@echo "make benchmark  MiniLM encoding speed and scores per precision (quiet machine; not part of make test)"
+	@echo "make book-timing  time a cold and a warm build of the whole book (quiet machine, about an hour)"
 	@echo "make clean  remove builds and runs (keeps the environment and downloads)"
 
 # The environment: created once, re-installed when pyproject.toml changes.
@@ -32,6 +33,11 @@ test: unit smoke determinism smoke-book pages
 # Encoding speed per precision, side by side in one run (benchmarks/encoding.py); not part of `make test`.
 benchmark: env
 	$(PY) benchmarks/encoding.py
+
+# A cold and then a warm build of the whole book in a fresh cache (quiet machine; about an hour on 2 cores):
+# writes results/build/book.json, shown on the run report. Not part of `make test`.
+book-timing: env
+	$(PY) benchmarks/book_build.py --fresh --jobs $(JOBS)
 
 unit: env
 	$(PY) -m pytest -q

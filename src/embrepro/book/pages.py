@@ -17,6 +17,7 @@ from embrepro.paths import project_root
 from embrepro.book.runner import PROFILES, ChapterSpec, discover, latest_run
 from embrepro.book.record import RunRecord
 from embrepro.book.scorecard import scorecard_markdown
+from embrepro.book import buildtime
 from embrepro.book.coverage import coverage_markdown
 
 class BookError(RuntimeError):
@@ -147,7 +148,8 @@ def assemble(profile: str = "book", root: Path | None = None) -> list[str]:
     generated = root / "book" / "generated"
     generated.mkdir(parents=True, exist_ok=True)
     (generated / "scorecard.md").write_text(scorecard_markdown(chapters, profile, figure_dir=generated))
-    (generated / "run-report.md").write_text(run_report_markdown(chapters))
+    (generated / "run-report.md").write_text(run_report_markdown(chapters) + "\n"
+                                             + buildtime.section(root, figure_dir=generated))
     (generated / "data.md").write_text(data_markdown(chapters))
     (generated / "coverage.md").write_text(coverage_markdown(chapters, root, figure_dir=generated))
     return list(chapters)
