@@ -5,13 +5,15 @@ Run with ``make benchmark`` (not part of the tests). Variants, measured side by 
 * ``fp32``: the model as published;
 * ``bf16``: the same model under ``torch.autocast("cpu", dtype=torch.bfloat16)``, only where the
   CPU has native bf16 instructions (AVX512-BF16 or AMX-BF16; otherwise it is emulated and slow);
-* ``int8``: dynamic int8 quantisation of every ``nn.Linear`` (``torch.ao.quantization``).
+* ``int8``: dynamic int8 quantisation of every ``nn.Linear`` (``torch.ao.quantization``);
+* ``onnx-fp32``: another backend at fp32: the transformer exported to ONNX (into ``--out``) and run
+  by ONNX Runtime through the book's ``OnnxSentenceEncoder`` (mean pooling, then unit length).
 
 For each variant: documents/s and tokens/s on a seeded sample of SciFact abstracts (the book's
 hottest encoding path), timed in interleaved repeats after a warm-up, so the speed-up over fp32 is a
 median of per-repeat ratios (``embrepro.stats.median_ratio``); an estimate of the GFLOP/s reached,
-against the machine's peak measured by a large matrix product at the same precision (fp32 and
-bf16; no int8 peak is measured, so int8 gets no share of peak); the mean
+against the machine's peak measured by a large torch matrix product at the same precision (fp32,
+also for ONNX Runtime, and bf16; no int8 peak is measured, so int8 gets no share of peak); the mean
 cosine of each embedding to its fp32 embedding; and the score change on STS-B test (Spearman x 100)
 and on a SciFact sub-corpus (nDCG@10 x 100). The table is printed and written as JSON and CSV under
 ``_build/benchmarks/``. Take timings on a quiet machine: nothing else running.
@@ -57,6 +59,50 @@ def matmul_peak(dtype, size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
+class NormalisedOnnx:
+    """MiniLM-L6 exported to ONNX and run by ONNX Runtime (fp32): the book's ONNX encoder (mean
+    pooling), then unit length, as the sentence-transformers model's Normalize layer does."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, texts, batch_size: int = 32, **_):
+        return self.encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True)
+
+
+def export_onnx(model, path: Path) -> NormalisedOnnx:
+    """Export the transformer of a sentence-transformers MiniLM to ONNX (opset 17, dynamic batch
+    and length; needs the ``onnx`` package) and load it with :class:`embrepro.models.OnnxSentenceEncoder`."""
+    import hashlib
+
+    import torch
+
+    from embrepro import models
+
+    class TokenStates(torch.nn.Module):
+        def __init__(self, transformer):
+            super().__init__()
+            self.transformer = transformer
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                    token_type_ids=token_type_ids).last_hidden_state
+
+    batch = model.tokenizer(["an example", "a slightly longer example sentence"], padding=True, return_tensors="pt")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "token_embeddings"]}
+    with torch.no_grad():
+        torch.onnx.export(TokenStates(model[0].auto_model.eval()), tuple(batch[n] for n in names), str(path),
+                          input_names=names, output_names=["token_embeddings"], dynamic_axes=axes,
+                          opset_version=17, dynamo=False)
+    tokenizer = Path(model.tokenizer.name_or_path) / "tokenizer.json"
+    if not tokenizer.is_file():
+        tokenizer = Path(models.encoder_source(models.MINILM)) / "tokenizer.json"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return NormalisedOnnx(models.OnnxSentenceEncoder(path, tokenizer, "all-MiniLM-L6-v2 (ONNX export)", digest,
+                                                     max_seq_length=model.max_seq_length))
+
+
 def _share(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
@@ -93,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if left:  # a silent no-op would report fp32 as int8
         raise RuntimeError(f"dynamic quantisation left {len(left)} float Linear layers, e.g. {left[0]}")
     variants["int8"] = (int8, nullcontext)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants["onnx-fp32"] = (export_onnx(fp32, out / "all-MiniLM-L6-v2.onnx"), nullcontext)
 
     def encode(name, texts):
         model, context = variants[name]
@@ -122,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             times[name].append(time.perf_counter() - start)
 
     peaks = {"fp32": matmul_peak(torch.float32)}
+    peaks["onnx-fp32"] = peaks["fp32"]  # the same fp32 arithmetic, another runtime
     if "bf16" in variants:
         peaks["bf16"] = matmul_peak(torch.bfloat16)
 
@@ -163,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['variant']:8s} {r['docs_per_s']:8.1f} {r['tokens_per_s']:8.0f} {r['gflop_per_s']:8.1f} "
               f"{_share(r['share_of_peak']):>8s} {ci:>20s} {r['mean_cosine_to_fp32']:9.5f} {r['stsb_change']:+8.2f} "
               f"{r['scifact_change']:+9.2f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "encoding.json").write_text(json.dumps({"setting": header, "peaks": peaks, "rows": rows}, indent=1))
     import pandas as pd
 

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SPEC = importlib.util.spec_from_file_location("encoding_benchmark",
@@ -28,3 +29,17 @@ def test_bad_arguments_stop_before_any_work(capsys):
     with pytest.raises(SystemExit) as stop:
         bench.main(["--repeats", "3"])
     assert stop.value.code == 2 and "--repeats >= 5" in capsys.readouterr().err
+
+
+def test_the_onnx_export_encodes_like_sentence_transformers(tmp_path):
+    from embrepro import models
+
+    model = models.load_encoder(device="cpu")
+    onnx = bench.export_onnx(model, tmp_path / "l6.onnx")
+    texts = ["A man is playing a guitar.", "Protein folding is driven by hydrophobic collapse.",
+             "short", "The stock market fell sharply after the announcement on Tuesday morning."]
+    ours = onnx.encode(texts, batch_size=3)  # two batches of different padded lengths
+    reference = model.encode(texts, convert_to_numpy=True)
+    assert ours.shape == (4, 384)
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
+    assert np.sum(ours * reference, axis=1).min() > 0.99999
