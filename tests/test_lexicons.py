@@ -50,3 +50,23 @@ def test_wordnet_lexicons_link_synonyms_and_optionally_hypernyms_and_hyponyms():
     assert {"canine", "puppy", "domestic_dog"} <= set(plus.neighbours["dog"])  # hypernym, hyponym, synonym
     assert plus.n_edges > 2 * synonyms.n_edges
     assert all(w not in ns for w, ns in plus.neighbours.items())
+
+
+def test_wordnet_glosses_and_synsets_come_from_one_pass_over_the_data_files():
+    from embrepro import defsent
+    from embrepro.data.lexicons import WORDNET_DATA_FILES, iter_wordnet_data
+    from embrepro.data.manifest import fetch
+
+    # Adverbs (3,621 synsets): the glosses are the synsets, in file order, with their cleaned definitions.
+    glosses = defsent.load_wordnet_glosses("r")
+    synsets = data.load_wordnet_synsets("r")
+    assert len(glosses) == len(synsets) == 3_621
+    assert [(pos, lemmas) for pos, lemmas, _ in glosses] == [(s.pos, s.lemmas) for s in synsets.values()]
+    # The same list as parsing every line of the file on its own (the loop this replaced).
+    with open(fetch("wordnet", WORDNET_DATA_FILES["r"]), encoding="utf-8") as fh:
+        by_line = [p for p in map(defsent.parse_gloss_line, fh) if p is not None]
+    assert glosses == by_line
+    first, line = next(iter_wordnet_data("r"))
+    assert line.startswith(f"{first.offset:08d} ") and " | " in line
+    with pytest.raises(ValueError, match="part of speech"):
+        defsent.load_wordnet_glosses("x")

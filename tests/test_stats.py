@@ -157,3 +157,45 @@ def test_replicate_interval_takes_percentiles_and_contains_the_estimate():
     assert outside.high == 2000.0 and outside.low == pytest.approx(25.0)
     with pytest.raises(ValueError):
         stats.replicate_interval(0.0, [np.nan, 1.0])
+
+
+def test_seeds_and_items_keeps_the_wider_interval():
+    # Three seeds 1, 2, 3: mean 2, sd 1, t(0.975, df 2) = 4.302653, half-width 4.302653 / sqrt(3) = 2.484138.
+    per_seed = [1.0, 2.0, 3.0]
+    narrow_items = Interval(2.0, 1.5, 2.5, method="bootstrap over items", n=50)
+    got = stats.seeds_and_items(per_seed, narrow_items)          # the seed interval is the wider
+    assert got.estimate == pytest.approx(2.0)
+    assert (got.low, got.high) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-6)
+    assert got.n == 3 and "t over 3 seeds" in got.method and "bootstrap over items" in got.method
+    wide_items = Interval(2.1, -3.0, 7.0, method="bootstrap over items", n=50)
+    got = stats.seeds_and_items(per_seed, wide_items)            # the item bootstrap is the wider
+    assert (got.estimate, got.low, got.high, got.n) == (2.1, -3.0, 7.0, 50)
+    # Paired per-seed differences give seed_difference's interval.
+    a, b = [3.0, 4.5, 5.0], [2.0, 2.5, 2.0]
+    paired = stats.seed_difference(a, b)
+    got = stats.seeds_and_items(np.subtract(a, b), Interval(2.0, 1.9, 2.1))
+    assert (got.low, got.high) == (paired.low, paired.high)
+
+
+def test_seeds_and_items_with_one_seed():
+    items = Interval(0.4, 0.1, 0.7, method="bootstrap over items", n=80)
+    got = stats.seeds_and_items([0.4], items)                    # no seed noise estimate: cannot decide
+    assert math.isinf(got.low) and math.isinf(got.high)
+    assert stats.seeds_and_items([0.4], items, one_seed="items") is items
+    assert stats.seeds_and_items([], items, one_seed="items") is items
+    with pytest.raises(ValueError, match="one_seed"):
+        stats.seeds_and_items([0.4, 0.5], items, one_seed="drop")
+    with pytest.raises(ValueError, match="NaN"):
+        stats.seeds_and_items([0.4, float("nan")], items)
+
+
+def test_pair_seeds_repeats_a_shared_baseline_and_refuses_unequal_seeds():
+    a, b = stats.pair_seeds(["a0", "a1", "a2"], ["base"])
+    assert a == ["a0", "a1", "a2"] and b == ["base", "base", "base"]
+    assert stats.pair_seeds(("a0", "a1"), ("b0", "b1")) == (["a0", "a1"], ["b0", "b1"])
+    with pytest.raises(ValueError, match="3 seeds for A but 2 for B"):
+        stats.pair_seeds(["a0", "a1", "a2"], ["b0", "b1"])
+    with pytest.raises(ValueError, match="at least one"):
+        stats.pair_seeds([], ["b0"])
+    with pytest.raises(ValueError, match="at least one"):
+        stats.pair_seeds(["a0"], [])

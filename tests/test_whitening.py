@@ -173,3 +173,21 @@ def test_transformer_mean_pooling_equals_the_model_before_normalisation():
     assert not np.allclose(ditto["ditto L1 H0"], out["first_last"], atol=1e-3)
     with pytest.raises(ValueError, match="no head"):
         W.transformer_poolings(model, texts, ditto_heads=[(7, 0)])
+
+
+def test_a_failed_divide_and_conquer_svd_falls_back_to_the_qr_driver(monkeypatch):
+    # numpy's SVD (LAPACK gesdd) can fail to converge on a rank-deficient covariance; the fit must
+    # then give the same whitening through scipy's gesvd driver.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 3)) @ np.array([[2.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.3, 0.2]])
+    expected = W.fit_whitening(x)
+
+    def no_convergence(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(np.linalg, "svd", no_convergence)
+    got = W.fit_whitening(x)
+    assert got.k == expected.k == 3
+    np.testing.assert_allclose(got.variances, expected.variances, rtol=1e-12)
+    z = got.transform(x)
+    np.testing.assert_allclose(np.cov(z, rowvar=False), np.eye(3), atol=1e-12)

@@ -46,19 +46,10 @@ def parse_gloss_line(line: str) -> tuple[str, tuple[str, ...], str] | None:
 
 def load_wordnet_glosses(parts_of_speech: str = "nvar") -> list[tuple[str, tuple[str, ...], str]]:
     """Every WordNet 3.0 synset as ``(pos, lemmas, definition)``, in file order (noun, verb, adj, adverb)."""
-    from embrepro.data.lexicons import WORDNET_DATA_FILES
-    from embrepro.data.manifest import fetch
+    from embrepro.data.lexicons import iter_wordnet_data
 
-    out = []
-    for pos in parts_of_speech:
-        if pos not in WORDNET_DATA_FILES:
-            raise ValueError(f"part of speech must be among n, v, a, r, not {pos!r}")
-        with open(fetch("wordnet", WORDNET_DATA_FILES[pos]), encoding="utf-8") as fh:
-            for line in fh:
-                parsed = parse_gloss_line(line)
-                if parsed is not None:
-                    out.append(parsed)
-    return out
+    return [(synset.pos, synset.lemmas, clean_gloss(line.split(" | ", 1)[1]))
+            for synset, line in iter_wordnet_data(parts_of_speech) if " | " in line]
 
 
 @dataclass(frozen=True)

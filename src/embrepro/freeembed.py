@@ -345,9 +345,7 @@ def convexity(d: Sequence[float], n: Sequence[float], seeds: Sequence[int] | Non
         ds, ns = d[keep][seeds == s], n[keep][seeds == s]
         if len(np.unique(ds)) >= 3:
             per_seed.append(float(np.polyfit(ds, ns, 2)[0]))
-    if len(per_seed) < 2:
-        return pooled
-    return stats.wider(pooled, stats.t_interval(per_seed))
+    return stats.seeds_and_items(per_seed, pooled, one_seed="items")  # fewer than 2 seeds: the pooled fit
 
 
 def loglog_slope(d: Sequence[float], n: Sequence[float], *, min_d: float = 4) -> float:

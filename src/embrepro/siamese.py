@@ -259,22 +259,14 @@ def score_difference(a_by_seed: Sequence[np.ndarray], b_by_seed: Sequence[np.nda
     (``b_by_seed`` may hold a single array: a deterministic baseline shared by every seed). The
     intervals are a paired t-interval over the per-seed differences (infinite with one seed) and a
     paired bootstrap over the pairs, every system scored on the same resamples and the seeds
-    averaged inside each resample; the wider one is returned (``verdicts.md``: "use the wider").
+    averaged inside each resample; the wider one is returned (:func:`embrepro.stats.seeds_and_items`).
     """
     from embrepro import stats
 
-    a = [np.asarray(c, float) for c in a_by_seed]
-    b = [np.asarray(c, float) for c in b_by_seed]
-    if not a or not b:
-        raise ValueError("each system needs at least one cosine array")
-    if len(b) == 1:
-        b = b * len(a)
-    if len(b) != len(a):
-        raise ValueError(f"{len(a)} seeds for A but {len(b)} for B")
+    a, b = stats.pair_seeds([np.asarray(c, float) for c in a_by_seed], [np.asarray(c, float) for c in b_by_seed])
     per_seed = [stats.spearman(x, gold) - stats.spearman(y, gold) for x, y in zip(a, b)]
-    over_seeds = stats.t_interval(per_seed)
     boots = stats.bootstrap_spearman(a + b, gold, n_boot=n_boot, seed=seed)
     diffs = boots[:, :len(a)].mean(axis=1) - boots[:, len(a):].mean(axis=1)
     over_pairs = stats.replicate_interval(float(np.mean(per_seed)), diffs,
                                           method=f"paired bootstrap over {len(gold)} pairs")
-    return stats.wider(over_seeds, over_pairs)
+    return stats.seeds_and_items(per_seed, over_pairs)

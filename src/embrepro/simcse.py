@@ -227,7 +227,6 @@ def item_difference(a_by_seed, b_by_seed, n_boot: int = 1000, seed: int = 0):
     diff = np.asarray(a_by_seed, dtype=float) - np.asarray(b_by_seed, dtype=float)
     if diff.ndim != 2:
         raise ValueError(f"need one array of items per seed, got shape {diff.shape}")
-    over_seeds = stats.t_interval(diff.mean(axis=1))
     over_items = stats.bootstrap(lambda idx: diff[:, idx].mean(), diff.shape[1], n_boot=n_boot, seed=seed,
                                  what="item difference")
-    return stats.wider(over_seeds, over_items)
+    return stats.seeds_and_items(diff.mean(axis=1), over_items)

@@ -11,7 +11,8 @@ Conventions (``../shared/docs/verdicts.md``, "Intervals"):
 * Over items (queries, pairs, questions): a paired percentile bootstrap, the same resampled items
   for both systems. Resamples are drawn from ``numpy.random.default_rng(seed)``: the same inputs
   and seed give the same interval.
-* Where both apply, :func:`wider` keeps the wider of the two.
+* Where both apply, :func:`seeds_and_items` keeps the wider of the two (:func:`wider` for other
+  pairs of intervals).
 * Speeds and sizes: :func:`median_ratio` bootstraps the median of per-repeat ratios measured side
   by side.
 
@@ -126,6 +127,23 @@ def seed_difference(a: Sequence[float], b: Sequence[float], paired: bool = True,
     df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
     half = float(_sp.t.ppf(0.5 + level / 2, df) * se)
     return Interval(diff, diff - half, diff + half, level, f"Welch t (df {df:.1f})", min(na, nb))
+
+
+def pair_seeds(a_by_seed: Sequence, b_by_seed: Sequence) -> tuple[list, list]:
+    """The per-seed results of systems A and B as two equally long lists, paired seed by seed.
+
+    ``b_by_seed`` may hold a single result, a deterministic baseline shared by every seed: it is
+    repeated once per seed of A. Otherwise both need the same number of seeds. The results
+    themselves (score arrays, result tables) are not looked at.
+    """
+    a, b = list(a_by_seed), list(b_by_seed)
+    if not a or not b:
+        raise ValueError("each system needs at least one result")
+    if len(b) == 1:
+        b = b * len(a)
+    if len(b) != len(a):
+        raise ValueError(f"{len(a)} seeds for A but {len(b)} for B")
+    return a, b
 
 
 def noise_band(a: Sequence[float], b: Sequence[float], paired: bool = True, level: float = LEVEL) -> float:
@@ -317,6 +335,33 @@ def wider(*intervals: Interval) -> Interval:
     best = max(intervals, key=lambda iv: iv.high - iv.low)
     return Interval(best.estimate, best.low, best.high, best.level,
                     f"wider of: {'; '.join(iv.method for iv in intervals)}", best.n)
+
+
+def seeds_and_items(per_seed: Sequence[float], over_items: Interval, *, one_seed: str = "infinite") -> Interval:
+    """The interval of a quantity measured with several seeds on many items: the wider of two.
+
+    * Over seeds: :func:`t_interval` of ``per_seed``, the quantity once per seed (for a paired
+      comparison of A and B, the per-seed differences ``A - B``: the interval of
+      :func:`seed_difference`), on n - 1 degrees of freedom.
+    * Over items: ``over_items``, made by the caller, because how the items are resampled depends
+      on the statistic (a paired bootstrap of seed-averaged per-item scores, shared Spearman
+      resamples, a bootstrap within each task, a Fisher interval of a correlation).
+
+    Returns the wider of the two (``verdicts.md``, "where both apply, use the wider") with that
+    interval's own estimate, method and n, as :func:`wider` does; on a tie, the seed interval.
+
+    With a single seed there is no estimate of seed noise. ``one_seed="infinite"`` (the default and
+    this module's convention) then returns the infinite t-interval, so a claim cannot be decided on
+    one seed; ``one_seed="items"`` returns ``over_items`` unchanged, for callers that declare seed
+    noise unmeasured (a smoke run with one seed, or a one-split evaluation).
+    """
+    if one_seed not in ("infinite", "items"):
+        raise ValueError(f"one_seed must be 'infinite' or 'items', not {one_seed!r}")
+    values = np.asarray(per_seed, dtype=np.float64)
+    if one_seed == "items" and values.ndim == 1 and len(values) < 2:
+        return over_items
+    per_seed = _finite(values, "seeds_and_items per_seed")
+    return wider(t_interval(per_seed), over_items)
 
 
 # --------------------------------------------------------------------------------------------

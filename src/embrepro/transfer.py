@@ -234,17 +234,11 @@ def macro_difference(a_by_seed: Sequence[dict[str, TransferResult]], b_by_seed: 
     test items classified correctly (for cv tasks every item, from its outer fold). The interval is
     the wider of a paired t-interval over the per-seed differences (infinite with one seed) and a
     bootstrap that resamples each task's items independently, A and B on the same resample, seeds
-    averaged item by item (``verdicts.md``: "use the wider").
+    averaged item by item (:func:`embrepro.stats.seeds_and_items`).
     """
     from embrepro import stats
 
-    a, b = list(a_by_seed), list(b_by_seed)
-    if not a or not b:
-        raise ValueError("each encoder needs at least one result")
-    if len(b) == 1:
-        b = b * len(a)
-    if len(b) != len(a):
-        raise ValueError(f"{len(a)} seeds for A but {len(b)} for B")
+    a, b = stats.pair_seeds(a_by_seed, b_by_seed)
     tasks = list(a[0])
     for r in a + b:
         if list(r) != tasks:
@@ -257,7 +251,6 @@ def macro_difference(a_by_seed: Sequence[dict[str, TransferResult]], b_by_seed: 
         return 100 * float(np.mean([_item_accuracy(runs, t).mean() for t in tasks]))
 
     per_seed = [macro([x]) - macro([y]) for x, y in zip(a, b)]
-    over_seeds = stats.t_interval(per_seed)
     rng = np.random.default_rng(seed)
     diffs = np.zeros(n_boot)
     for t in tasks:
@@ -267,7 +260,7 @@ def macro_difference(a_by_seed: Sequence[dict[str, TransferResult]], b_by_seed: 
     n_items = sum(len(a[0][t].correct) for t in tasks)
     over_items = stats.replicate_interval(float(np.mean(per_seed)), diffs,
                                           method=f"bootstrap over {n_items} items of {len(tasks)} tasks")
-    return stats.wider(over_seeds, over_items)
+    return stats.seeds_and_items(per_seed, over_items)
 
 
 def macro_accuracy(results: dict[str, TransferResult]) -> float:

@@ -217,10 +217,7 @@ def accuracy_difference(a, b, n_boot: int = 1000, seed: int = 0) -> stats.Interv
     if a.shape[1] == 0:
         raise ValueError("no questions to compare")
     items = stats.paired_bootstrap(100 * a.mean(axis=0), 100 * b.mean(axis=0), n_boot=n_boot, seed=seed)
-    if a.shape[0] < 2:
-        return items
-    seeds = stats.seed_difference(100 * a.mean(axis=1), 100 * b.mean(axis=1))
-    return stats.wider(items, seeds)
+    return stats.seeds_and_items(100 * a.mean(axis=1) - 100 * b.mean(axis=1), items, one_seed="items")
 
 
 def filter_analogy_file(questions: Sequence[str], source: Path | str, folder: Path | str | None = None) -> Path:

@@ -365,19 +365,13 @@ def query_difference(a_runs: Sequence[dict[str, float]], b_runs: Sequence[dict[s
     """
     from embrepro import stats
 
-    if not a_runs or not b_runs:
-        raise ValueError("each system needs at least one run")
+    a_runs, b_runs = stats.pair_seeds(a_runs, b_runs)
     queries = sorted(a_runs[0])
     a = _as_matrix(a_runs, queries)
     b = _as_matrix(b_runs, queries)
-    if len(b) == 1:
-        b = np.repeat(b, len(a), axis=0)
-    if len(a) != len(b):
-        raise ValueError(f"{len(a)} seeds for A but {len(b)} for B")
     over_queries = stats.paired_bootstrap(a.mean(axis=0), b.mean(axis=0), n_boot=n_boot, seed=seed)
-    if len(a) == 1:  # seed noise cannot be estimated from one seed: the query interval alone
-        return over_queries
-    return stats.wider(stats.seed_difference(a.mean(axis=1), b.mean(axis=1)), over_queries)
+    # seed noise cannot be estimated from one seed: the query interval alone
+    return stats.seeds_and_items(a.mean(axis=1) - b.mean(axis=1), over_queries, one_seed="items")
 
 
 def trend_interval(runs_by_x: dict[float, Sequence[dict[str, float]]], n_boot: int = 1000, seed: int = 0):
@@ -403,7 +397,5 @@ def trend_interval(runs_by_x: dict[float, Sequence[dict[str, float]]], n_boot: i
     seed_mean = cube.mean(axis=1)  # (x, query)
     over_queries = stats.bootstrap(lambda idx: slope(seed_mean[:, idx].mean(axis=1)), len(queries),
                                    n_boot=n_boot, seed=seed, what="the slope per doubling")
-    if cube.shape[1] == 1:  # one seed: the query interval alone
-        return over_queries
     per_seed = [slope(cube[:, s, :].mean(axis=1)) for s in range(cube.shape[1])]
-    return stats.wider(stats.t_interval(per_seed), over_queries)
+    return stats.seeds_and_items(per_seed, over_queries, one_seed="items")  # one seed: the query interval alone

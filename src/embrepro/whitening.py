@@ -157,7 +157,14 @@ def fit_whitening(x: np.ndarray, k: int | None = None, rtol: float = 1e-10) -> W
         raise ValueError(f"rtol must lie in (0, 1), not {rtol}")
     mu = x.mean(axis=0)
     cov = np.cov(x - mu, rowvar=False)
-    u, s, _ = np.linalg.svd(cov)
+    try:
+        u, s, _ = np.linalg.svd(cov)
+    except np.linalg.LinAlgError:
+        # LAPACK's divide-and-conquer SVD (gesdd) fails to converge on some rank-deficient
+        # covariances (fewer vectors than dimensions); the slower QR-iteration driver does not.
+        from scipy import linalg
+
+        u, s, _ = linalg.svd(cov, lapack_driver="gesvd")
     if s[0] <= 0:
         raise ValueError("the fitted vectors have no variance in any direction")
     k = min(k, int(np.sum(s > rtol * s[0])))

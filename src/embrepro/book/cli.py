@@ -3,15 +3,29 @@
     embrepro list
     embrepro run [CHAPTER ...] [--profile P] [-p NAME=VALUE ...] [--jobs N] [--force] [--dry-run]
     embrepro determinism [CHAPTER ...] [--profile P]
+    embrepro sweep CHAPTER [--profile P] --grid NAME=V1,V2 [--grid ...] [--seeds N]
+                   [--scheduler ADDRESS | --workers N] [--threads T] [--force] [--metric NAME]
+                   [--name NAME | --out DIR]
     embrepro book [--profile P] [--no-build]
     embrepro scorecard [--profile P]
     embrepro record CHAPTER [--profile P]
     embrepro check-pages [HTML_DIR]
+    embrepro launch-cells [--check]             (embrepro.book.launch)
+    embrepro data fetch [CHAPTER ...]
+    embrepro seeds-table [--check]
+    embrepro bundle write|restore|check ...    (embrepro.book.publish)
 
-Exit status: 0 on success, 1 when a chapter or the build failed (or, for ``determinism``, when
-two runs differ), 2 for bad input (an unknown or broken chapter, an unknown parameter or profile, a
-value of the wrong type or out of range, a read-only runs or results folder), reported before
-anything runs.
+``sweep`` runs one chapter over the product of the ``--grid`` values and ``--seeds N`` seeds (the
+chapter's ``seed`` parameter, spaced by its ``n_seeds``/``n_control_seeds`` so that no two runs
+share a seed), each point one ``embrepro run`` on Dask distributed (a LocalCluster of ``--workers``
+processes, default 2, or the scheduler at ``--scheduler``), and writes ``sweep.csv``, ``sweep.png``
+and an includable ``sweep.md`` under ``_build/sweeps/CHAPTER/NAME/`` (see
+:mod:`embrepro.book.sweep`). Progress (run, sweep, book) goes to stderr.
+
+Exit status: 0 on success, 1 when a chapter, a sweep's run or the build failed (or, for
+``determinism``, when two runs differ), 2 for bad input (an unknown or broken chapter, an unknown
+parameter or profile, a value of the wrong type or out of range, a read-only runs or results
+folder), reported before anything runs.
 """
 
 from __future__ import annotations
@@ -49,6 +63,12 @@ def _cmd_list(args) -> int:
     return 0
 
 
+def _progress_line(outcome, done: int, total: int, elapsed: float) -> None:
+    """One line per finished chapter on stderr: ``[3/12] ran word2vec:book 41.2 s (elapsed 95 s)``."""
+    print(f"[{done}/{total}] {outcome.status} {outcome.chapter}:{outcome.profile} {outcome.seconds:.1f} s "
+          f"(elapsed {elapsed:.0f} s)", file=sys.stderr, flush=True)
+
+
 def _cmd_run(args) -> int:
     from embrepro.book.runner import Runner, main_exit_code
 
@@ -59,7 +79,7 @@ def _cmd_run(args) -> int:
             print(f"{d.action:4s} {d.chapter:24s} {d.profile:6s} {'; '.join(d.reasons)}")
         return 0
     outcomes = runner.run(args.chapters or None, profile=args.profile, overrides=_overrides(args.param),
-                          jobs=args.jobs, force=args.force)
+                          jobs=args.jobs, force=args.force, progress=_progress_line)
     print()
     for o in outcomes:
         print(f"{o.status:7s} {o.chapter:24s} {o.profile:6s} {o.seconds:8.1f} s  {o.folder}")
@@ -68,14 +88,36 @@ def _cmd_run(args) -> int:
     return main_exit_code(outcomes)
 
 
+def _cmd_sweep(args) -> int:
+    from embrepro.book.sweep import command_line, parse_grid, sweep
+
+    done = sweep(args.chapter, args.profile, parse_grid(args.grid), args.seeds, scheduler=args.scheduler,
+                 workers=args.workers, force=args.force, threads_per_run=args.threads, name=args.name,
+                 out=args.out, metric=args.metric, command=command_line(args.argv))
+    statuses = [r["status"] for r in done.results]
+    print(f"{len(statuses)} runs of {args.chapter} at the {args.profile} profile: {statuses.count('ran')} ran, "
+          f"{statuses.count('hit')} cache hits, {statuses.count('failed')} failed")
+    for task, result in done.failed:
+        print(f"  failed: {task.label()}: {result['message'].strip().splitlines()[-1] if result['message'] else ''}")
+    print(f"table  {done.table}\nfigure {done.figure}\npage   {done.page}  (metric: {done.metric or 'none'})")
+    return 1 if done.failed else 0
+
+
 def _cmd_book(args) -> int:
+    import time
+
     from embrepro.book.pages import assemble, build
 
+    steps, start = 1 if args.no_build else 2, time.time()
+    print(f"[1/{steps}] assembling the chapters and the generated pages ...", file=sys.stderr, flush=True)
     chapters = assemble(args.profile)
     print(f"assembled {len(chapters)} chapters at the {args.profile} profile")
     if not args.no_build:
+        print(f"[2/2] building the HTML with Jupyter Book (elapsed {time.time() - start:.0f} s) ...",
+              file=sys.stderr, flush=True)
         html = build(path_output=args.path_output)
         print(f"built {html / 'index.html'}")
+    print(f"book done in {time.time() - start:.0f} s", file=sys.stderr)
     return 0
 
 
@@ -175,6 +217,34 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--profile", default="smoke", choices=PROFILES)
     det.set_defaults(func=_cmd_determinism)
 
+    sweep = sub.add_parser("sweep", help="run one chapter over a grid of parameters and seeds on Dask",
+                           description="Each grid point x seed is one `embrepro run` of the chapter (same "
+                           "validation, cache and run records), run on Dask distributed. Every point is "
+                           "validated before anything runs. Output: sweep.csv, sweep.png, sweep.md, sweep.log "
+                           "under _build/sweeps/CHAPTER/NAME/.")
+    sweep.add_argument("chapter")
+    sweep.add_argument("--profile", default="book", choices=PROFILES)
+    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
+                       help="a parameter and its values (repeat for a product grid; commas inside [...] "
+                            "do not split a list value)")
+    sweep.add_argument("--seeds", type=int, default=None, metavar="N",
+                       help="N seeds per point: the chapter's `seed` parameter set to seed, seed+k, ..., "
+                            "seed+(N-1)k, where k is the chapter's n_seeds (or n_control_seeds) at its "
+                            "largest over the grid, else 1, so that no two runs share a seed")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="a running Dask scheduler (tcp://host:8786); its workers must see this project "
+                            "and _runs/ at the same paths. Default: a LocalCluster")
+    sweep.add_argument("--workers", type=int, default=2, help="worker processes of the LocalCluster (default 2)")
+    sweep.add_argument("--threads", type=int, default=None, metavar="T",
+                       help="threads per run (default EMBREPRO_THREADS, else 2; in the cache key, so another "
+                            "value means other runs); workers x T above the cores makes the runs share them")
+    sweep.add_argument("--force", action="store_true", help="run every point even when cached")
+    sweep.add_argument("--metric", default=None,
+                       help="the metric to plot (default: the first one that varies over the sweep)")
+    sweep.add_argument("--name", default=None, help="the sweep's folder name (default: from the profile, grid and seeds)")
+    sweep.add_argument("--out", default=None, help="write the table, figure and page here instead")
+    sweep.set_defaults(func=_cmd_sweep)
+
     book = sub.add_parser("book", help="assemble the executed chapters and build the HTML book")
     book.add_argument("--profile", default="book", choices=PROFILES)
     book.add_argument("--no-build", action="store_true", help="only copy chapters and write generated pages")
@@ -195,11 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-pages", help="open the built pages in headless Chromium and check them")
     check.add_argument("html_dir", nargs="?", default="_build/html")
     check.set_defaults(func=_cmd_check_pages)
+
+    from embrepro.book.publish import add_commands  # launch-cells, data fetch, seeds-table, bundle
+
+    add_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # as typed (a sweep's page repeats it)
     try:
         return args.func(args)
     except UsageError as exc:

@@ -13,13 +13,16 @@ Three sources, every paper accounted for exactly once:
 
 Ids are the ``id`` column of ``papers.tsv`` (``paper_id`` in ``catalogue.tsv``); titles come from
 ``papers.tsv``. The seed folder is ``../shared/seeds`` beside the project, or ``EMBREPRO_SEEDS``;
-when it is missing the page says so instead of failing the build. :class:`CoverageError` names
+where it is missing (a clone, the Pages workflow) the committed slim table ``book/seeds.tsv``
+(:func:`seeds_table_text`, written by ``embrepro seeds-table``; no abstracts) is read instead, and
+without either the page says so instead of failing the build. :class:`CoverageError` names
 every problem found: a paper missing, listed twice, or an unknown id.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -98,6 +101,32 @@ def load_papers(folder: Path) -> dict[int, Paper]:
                      int(catalogue[i]["priority"]) if catalogue[i]["priority"].strip() else None,
                      catalogue[i]["reproducible_here"].strip(), catalogue[i]["needs"].strip())
             for i in sorted(papers)}
+
+
+SEEDS_TABLE = "book/seeds.tsv"
+TABLE_COLUMNS = ("id", "title", "area", "priority", "reproducible_here", "needs")
+
+
+def seeds_table_text(folder: Path) -> str:
+    """The slim seed table (:data:`SEEDS_TABLE`): per paper what the coverage page uses, from
+    ``papers.tsv`` and ``catalogue.tsv`` (no abstracts). ``embrepro seeds-table`` writes it, so
+    that a clone without the seed folder (the Pages workflow) still builds the page."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+    writer.writerow(TABLE_COLUMNS)
+    for p in load_papers(folder).values():
+        writer.writerow([p.id, p.title, p.area, "" if p.priority is None else p.priority, p.reproducible, p.needs])
+    return out.getvalue()
+
+
+def load_table(path: Path) -> dict[int, Paper]:
+    """The papers of the slim seed table, as :func:`load_papers` gives them."""
+    rows = _rows(path)
+    if not rows or tuple(rows[0]) != TABLE_COLUMNS:
+        raise CoverageError(f"{path}: expected the columns {', '.join(TABLE_COLUMNS)}")
+    return {int(r["id"]): Paper(int(r["id"]), r["title"], r["area"] or "other",
+                                int(r["priority"]) if r["priority"].strip() else None,
+                                r["reproducible_here"], r["needs"]) for r in rows}
 
 
 def load_plan(path: Path) -> dict:
@@ -239,10 +268,15 @@ def coverage_markdown(chapters: dict, root: Path | None = None, figure_dir: Path
 
     root = root or project_root()
     seeds = seeds or seeds_dir()
-    if not (seeds / "papers.tsv").exists() or not (seeds / "catalogue.tsv").exists():
+    if (seeds / "papers.tsv").exists() and (seeds / "catalogue.tsv").exists():
+        papers = load_papers(seeds)
+    elif (root / SEEDS_TABLE).exists():  # a clone without the seed folder: the committed slim table
+        papers = load_table(root / SEEDS_TABLE)
+    else:
         return "\n".join(INTRO + [f"*The seed-paper list is not available here: `{seeds}` should hold",
-                                  "`papers.tsv` and `catalogue.tsv` (set `EMBREPRO_SEEDS` to its folder).*", ""])
-    entries = account(load_papers(seeds), chapters, load_plan(root / "book" / "coverage.yml"))
+                                  "`papers.tsv` and `catalogue.tsv` (set `EMBREPRO_SEEDS` to its folder),",
+                                  f"or the project `{SEEDS_TABLE}`.*", ""])
+    entries = account(papers, chapters, load_plan(root / "book" / "coverage.yml"))
     totals = Counter(e.status for e in entries.values())
     areas = counts_by_area(entries)
     lines = INTRO + ["**In all:** " + ", ".join(f"{s}: {totals[s]}" for s in STATUSES)

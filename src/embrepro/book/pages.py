@@ -19,6 +19,7 @@ from embrepro.book.record import RunRecord
 from embrepro.book.scorecard import scorecard_markdown
 from embrepro.book import buildtime
 from embrepro.book.coverage import coverage_markdown
+from embrepro.book.launch import cite_markdown, downloadable
 
 class BookError(RuntimeError):
     pass
@@ -87,12 +88,19 @@ def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
         "Several data sets are for **non-commercial research use only** (SICK, SciFact, MRPC among them);",
         "respect each one's terms.",
         "",
-        "| data set | used by | licence | cite |",
-        "|---|---|---|---|",
+        "*Online* says whether every file can be downloaded from a public URL (what a chapter opened on",
+        "Colab or Binder does). A file with `url: null` was extracted or derived for the book's mirror",
+        "(its note in the manifest says how); a chapter that reads one runs only where `EMBREPRO_DATA`",
+        "points at a folder holding it, and elsewhere stops naming the file.",
+        "",
+        "| data set | used by | online | licence | cite |",
+        "|---|---|---|---|---|",
     ]
     for name, ds in sorted(m.datasets.items(), key=lambda kv: (kv[0] not in used, kv[0])):
         users = ", ".join(f"{{doc}}`../chapters/{c}`" for c in used.get(name, [])) or "—"
-        lines.append(f"| **{_cell(ds.title)}** (`{name}`, {len(ds.files)} files) | {users} | "
+        offline = sum(1 for f in ds.files.values() if not f.url)
+        online = "yes" if not offline else f"no: {offline} of {len(ds.files)} files only in a mirror"
+        lines.append(f"| **{_cell(ds.title)}** (`{name}`, {len(ds.files)} files) | {users} | {online} | "
                      f"{_cell(ds.licence)} | {_cell(ds.citation)} |")
     lines += pretrained_models_markdown()
     return "\n".join(lines) + "\n"
@@ -143,14 +151,15 @@ def assemble(profile: str = "book", root: Path | None = None) -> list[str]:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name in chapters:
-        shutil.copyfile(latest_run(name, profile) / f"{name}.ipynb", out / f"{name}.ipynb")
+    for name, spec in chapters.items():  # with the launch set-up cell, for the download button
+        downloadable(latest_run(name, profile) / f"{name}.ipynb", out / f"{name}.ipynb", name, spec.needs, root)
     generated = root / "book" / "generated"
     generated.mkdir(parents=True, exist_ok=True)
     (generated / "scorecard.md").write_text(scorecard_markdown(chapters, profile, figure_dir=generated))
     (generated / "run-report.md").write_text(run_report_markdown(chapters) + "\n"
                                              + buildtime.section(root, figure_dir=generated))
     (generated / "data.md").write_text(data_markdown(chapters))
+    (generated / "cite.md").write_text(cite_markdown(root))
     (generated / "coverage.md").write_text(coverage_markdown(chapters, root, figure_dir=generated))
     return list(chapters)
 

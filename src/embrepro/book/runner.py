@@ -27,7 +27,8 @@ declaration says ``nullable: true``, no NaN or infinity for floats, and the decl
 notebook cannot be read is *broken*: :func:`discover` collects it with its problem, the other
 chapters still run, and any command that touches it stops with exit status 2.
 
-**The cache key** (:func:`key_components`) covers exactly: the notebook's cells; the resolved
+**The cache key** (:func:`key_components`) covers exactly: the notebook's cells (except a cell
+tagged ``launch-setup``, :data:`LAUNCH_TAG`); the resolved
 parameters (except those the runner fills with upstream paths); the source of every ``embrepro``
 module the notebook imports, followed through the modules' own imports (absolute, relative,
 aliased, inside functions; parent packages included), each by dotted name and sha256; the data
@@ -67,7 +68,7 @@ import platform
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -85,6 +86,10 @@ KEY_FORMAT = 2  # change when what a key means changes (the runner's source is n
 KEY_LIBRARIES = ("torch", "gensim", "sentence-transformers", "transformers", "numpy", "scipy",
                  "scikit-learn", "faiss-cpu", "hnswlib", "papermill")
 RESERVED = {"profile"}
+# A chapter's set-up cell for Colab and Binder (embrepro.book.launch) carries this tag. It does
+# nothing under the runner, so it is left out of the key: the notebook fingerprint and the package
+# modules are computed as if it were absent (a notebook without it keeps its key).
+LAUNCH_TAG = "launch-setup"
 DEFAULT_TIMEOUT_S = {"smoke": 300, "book": 1800, "paper": 86400}
 SPEC_KEYS = {"title", "data", "artefacts", "needs", "timeout_s", "parameters", "profiles", "seeds",
              "seeds_partly"}
@@ -570,7 +575,9 @@ def library_versions() -> dict[str, str]:
 
 
 def _notebook_cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text())["cells"]
+    """The cells that define a chapter's run: every cell except one tagged :data:`LAUNCH_TAG`."""
+    return [c for c in json.loads(path.read_text())["cells"]
+            if LAUNCH_TAG not in c.get("metadata", {}).get("tags", [])]
 
 
 def _notebook_fingerprint(path: Path) -> str:
@@ -709,6 +716,28 @@ def latest_record(chapter: str, profile: str) -> RunRecord | None:
         return None
 
 
+def expected_runtime(chapter: str, profile: str) -> float | None:
+    """Seconds the chapter's last run at ``profile`` took: its newest run in ``_runs/`` (this
+    machine, current code), else its recorded run ``results/<chapter>/<profile>.json``
+    (``runtime_s``); None when there is neither."""
+    record = latest_record(chapter, profile)
+    if record is not None and math.isfinite(record.runtime_s):
+        return float(record.runtime_s)
+    try:
+        seconds = float(json.loads((project_root() / "results" / chapter / f"{profile}.json").read_text())["runtime_s"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def longest_first(names: list[str], profile: str) -> list[str]:
+    """``names`` in the order ``--jobs`` starts them: chapters with no known run time first (one
+    never run here may be the longest, and a long chapter started last is what makes a parallel
+    run slow), then by :func:`expected_runtime`, longest first; ties by name."""
+    known = {n: expected_runtime(n, profile) for n in names}
+    return sorted(names, key=lambda n: (known[n] is not None, -(known[n] or 0.0), n))
+
+
 def artefact_hashes(folder: Path, artefacts: list[str]) -> dict[str, str]:
     """sha256 of each declared artefact and of its side files (``vectors.kv.vectors.npy``)."""
     hashes = {}
@@ -769,10 +798,11 @@ def stale_work_folders(root: Path | None = None) -> list[Path]:
 
 @contextlib.contextmanager
 def kernel_environment():
-    """Environment variables for the kernels started inside the block: ``PYTHONHASHSEED=0`` and
-    every numeric library's thread count set to :func:`embrepro.paths.threads`."""
+    """Environment variables for the kernels started inside the block: ``PYTHONHASHSEED=0``,
+    every numeric library's thread count set to :func:`embrepro.paths.threads`, and
+    ``EMBREPRO_RUNNER=1`` (a chapter's launch set-up cell then does nothing)."""
     n = str(threads())
-    wanted = {"PYTHONHASHSEED": "0", **{var: n for var in THREAD_VARIABLES}}
+    wanted = {"PYTHONHASHSEED": "0", "EMBREPRO_RUNNER": "1", **{var: n for var in THREAD_VARIABLES}}
     saved = {var: os.environ.get(var) for var in wanted}
     os.environ.update(wanted)
     try:
@@ -927,7 +957,12 @@ class Runner:
         return sorted(set(self.chapters) | set(self.broken))
 
     def run(self, names: list[str] | None = None, profile: str = "book",
-            overrides: dict[str, str] | None = None, jobs: int = 1, force: bool = False) -> list[RunOutcome]:
+            overrides: dict[str, str] | None = None, jobs: int = 1, force: bool = False,
+            progress=None) -> list[RunOutcome]:
+        """Run (or find cached) ``names`` and the chapters they need, wave by wave; a failure stops
+        after its wave. With ``jobs`` > 1 the chapters of a wave run in that many processes, the
+        longest first (:func:`longest_first`). ``progress(outcome, done, total, elapsed_s)`` is
+        called as each chapter finishes."""
         names = list(names or self.all_names())
         overrides = overrides or {}
         waves = self.plan(names, profile, overrides)
@@ -941,6 +976,14 @@ class Runner:
             self.remove_stale()
         jobs = max(1, jobs)
         outcomes: dict[str, RunOutcome] = {}
+        total, started, count = sum(len(w) for w in waves), time.time(), [0]
+
+        def finished(outcome: RunOutcome) -> RunOutcome:
+            count[0] += 1
+            if progress is not None:
+                progress(outcome, count[0], total, time.time() - started)
+            return outcome
+
         with kernel_environment():
             for wave in waves:
                 def one(name: str) -> RunOutcome:
@@ -948,18 +991,23 @@ class Runner:
                     return self.run_one(name, profile, chapter_overrides, outcomes, force and name in names)
 
                 if jobs == 1 or len(wave) == 1:
-                    results = [one(n) for n in wave]
+                    results = []
+                    for n in wave:
+                        results.append(finished(one(n)))
+                        outcomes[n] = results[-1]
                 else:
                     # One process per concurrent chapter: papermill's kernel clients are not safe to
-                    # drive from several threads of one process.
+                    # drive from several threads of one process. Longest first: the pool starts
+                    # them in the order submitted.
                     context = multiprocessing.get_context("spawn")
                     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                        futures = [pool.submit(_run_one_in_process, self.chapters, name, profile,
+                        futures = {pool.submit(_run_one_in_process, self.chapters, name, profile,
                                                overrides if name in names else {}, outcomes,
-                                               force and name in names) for name in wave]
-                        results = [f.result() for f in futures]
-                for outcome in results:
-                    outcomes[outcome.chapter] = outcome
+                                               force and name in names): name
+                                   for name in longest_first(wave, profile)}
+                        done = {futures[f]: finished(f.result()) for f in as_completed(futures)}
+                    results = [done[n] for n in wave]
+                    outcomes.update((o.chapter, o) for o in results)
                 if any(o.status == "failed" for o in results):
                     break
         return list(outcomes.values())

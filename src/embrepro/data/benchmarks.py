@@ -46,6 +46,22 @@ class SentencePairs:
     def head(self, n: int) -> "SentencePairs":
         return SentencePairs(self.name, self.split, self.sentences1[:n], self.sentences2[:n], self.scores[:n])
 
+    def sample(self, n: int, seed: int = 0) -> "SentencePairs":
+        """A seeded random sample of ``n`` pairs, kept in file order; all pairs when ``n`` is 0 or at least their number.
+
+        The pairs are ``numpy.random.default_rng(seed).choice(len(self), n, replace=False)``, sorted:
+        a sample rather than :meth:`head`, because STS-B's files are ordered by genre.
+        """
+        import numpy as np
+
+        if n < 0:
+            raise ValueError(f"a sample needs n >= 0 pairs (0 for all), got {n}")
+        if not n or n >= len(self):
+            return self
+        idx = sorted(np.random.default_rng(seed).choice(len(self), n, replace=False).tolist())
+        return SentencePairs(self.name, self.split, [self.sentences1[i] for i in idx],
+                             [self.sentences2[i] for i in idx], [self.scores[i] for i in idx])
+
 
 def load_stsb(split: str = "test") -> SentencePairs:
     """STS Benchmark (Cer et al. 2017): scores 0-5. Splits: train 5,749, dev 1,500, test 1,379."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,8 @@ from embrepro.data.manifest import fetch, sha256_file
 from embrepro.paths import cache_dir
 
 __all__ = ["HYPERNYM", "Hierarchy", "INSTANCE_HYPERNYM", "Lexicon", "MAMMAL_FILTER", "NOUN_CLOSURE_FORMAT",
-           "RETROFIT_LEXICON_FILES", "Synset", "WORDNET_DATA_FILES", "WORDNET_RELATIONS", "lexicon_from_lines",
+           "RETROFIT_LEXICON_FILES", "Synset", "WORDNET_DATA_FILES", "WORDNET_RELATIONS", "iter_wordnet_data",
+           "lexicon_from_lines",
            "load_mammal_closure", "load_noun_closure", "load_retrofit_lexicon", "load_wordnet_lexicon",
            "load_wordnet_synsets", "noun_closure", "noun_names", "parse_wordnet_data_line", "subtree_closure"]
 
@@ -152,9 +153,13 @@ def parse_wordnet_data_line(line: str) -> Synset | None:
     return Synset(offset, "a" if ss_type == "s" else ss_type, lemmas, tuple(pointers))
 
 
-def load_wordnet_synsets(parts_of_speech: str = "nvar") -> dict[tuple[str, int], Synset]:
-    """WordNet 3.0 synsets keyed by ``(pos, offset)`` (117,659 for all four parts of speech)."""
-    synsets = {}
+def iter_wordnet_data(parts_of_speech: str = "nvar") -> Iterator[tuple[Synset, str]]:
+    """Every synset line of WordNet 3.0's ``data.*`` files as ``(Synset, line)``, in file order.
+
+    The files are read in the order of ``parts_of_speech`` (``n``, ``v``, ``a``, ``r``); licence
+    lines are skipped. The raw line is handed on for what :class:`Synset` does not keep (the gloss
+    after ``" | "``, :func:`embrepro.defsent.load_wordnet_glosses`).
+    """
     for pos in parts_of_speech:
         if pos not in WORDNET_DATA_FILES:
             raise ValueError(f"part of speech must be among n, v, a, r, not {pos!r}")
@@ -162,8 +167,12 @@ def load_wordnet_synsets(parts_of_speech: str = "nvar") -> dict[tuple[str, int],
             for line in fh:
                 synset = parse_wordnet_data_line(line)
                 if synset is not None:
-                    synsets[synset.key] = synset
-    return synsets
+                    yield synset, line
+
+
+def load_wordnet_synsets(parts_of_speech: str = "nvar") -> dict[tuple[str, int], Synset]:
+    """WordNet 3.0 synsets keyed by ``(pos, offset)`` (117,659 for all four parts of speech)."""
+    return {synset.key: synset for synset, _ in iter_wordnet_data(parts_of_speech)}
 
 
 def load_wordnet_lexicon(relations: str = "synonyms",
