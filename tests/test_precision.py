@@ -18,11 +18,31 @@ def test_cpu_flags_read_from_a_cpuinfo_file(tmp_path):
     assert precision.cpu_flags(str(tmp_path / "absent")) == frozenset()
 
 
+GOOD = {"native_bf16": True, "anchor_changes": {"STS-B": 0.01, "SciFact": -0.02, "LIMIT-small": 0.05}}
+BAD = {"native_bf16": True, "anchor_changes": {"STS-B": 0.01, "SciFact": -0.02, "LIMIT-small": 0.5}}
+
+
 @pytest.mark.parametrize("flags, native", [({"avx512_bf16"}, True), ({"amx_bf16", "avx2"}, True),
                                            ({"avx512f", "avx2"}, False), (set(), False)])
-def test_bf16_is_the_default_only_where_the_cpu_has_it(flags, native):
+def test_bf16_only_with_native_instructions_and_evidence(flags, native):
     assert has_native_bf16(flags) is native
-    assert default_precision(flags, environ={}) == ("bf16" if native else "fp32")
+    assert default_precision(flags, environ={}, proof=GOOD) == ("bf16" if native else "fp32")
+    assert default_precision(flags, environ={}, proof=BAD) == "fp32"   # one anchor moved 0.5 points
+    assert default_precision(flags, environ={}, proof=None) == "fp32"  # a machine nobody measured
+
+
+def test_evidence_is_recorded_per_cpu_model_and_read_back(tmp_path):
+    path = precision.write_evidence({"STS-B": 0.01, "LIMIT-small": 0.05}, native=True, model="Test CPU @ 2GHz",
+                                    root=tmp_path, docs_per_s={"fp32": 35.0})
+    assert path == tmp_path / "results" / "precision" / "test-cpu-2ghz.json"
+    proof = precision.evidence("Test CPU @ 2GHz", root=tmp_path)
+    assert proof["bf16_qualifies"] is True and proof["docs_per_s"] == {"fp32": 35.0}
+    assert default_precision({"amx_bf16"}, environ={}, proof=proof) == "bf16"
+    precision.write_evidence({"STS-B": 0.2}, native=True, model="Test CPU @ 2GHz", root=tmp_path)
+    assert precision.evidence("Test CPU @ 2GHz", root=tmp_path)["bf16_qualifies"] is False
+    assert precision.evidence("Other CPU", root=tmp_path) is None
+    path.write_text("{not json")
+    assert precision.evidence("Test CPU @ 2GHz", root=tmp_path) is None
 
 
 def test_the_environment_overrides_the_rule_and_is_checked():
@@ -41,6 +61,8 @@ def test_anchor_rule_can_fail():
     assert not anchors_hold({})                                  # no evidence is not a pass
     assert not anchors_hold({"stsb": math.nan})
     assert anchors_hold({"stsb": 0.05})                          # the tolerance is inclusive
+    assert anchors_hold({"limit": 16.25 - 16.2})                 # 0.0500000000000007 in floats
+    assert not anchors_hold({"limit": 0.051})
 
 
 def test_autocast_computes_in_bf16_only_when_asked():
