@@ -39,7 +39,7 @@ benchmark: env
 	$(PY) benchmarks/encoding.py
 
 # A cold and then a warm build of the whole book in a fresh cache (quiet machine; about an hour on 2 cores):
-# writes results/build/book.json, shown on the run report. Not part of `make test`.
+# writes results/build/book-timing.json, shown on the run report. Not part of `make test`.
 book-timing: env
 	$(PY) benchmarks/book_build.py --fresh --jobs $(JOBS)
 

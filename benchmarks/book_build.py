@@ -5,7 +5,7 @@ runs folder (``EMBREPRO_RUNS``) under ``--workdir``, so every chapter runs at th
 and every text is encoded; then the HTML is built. Warm: the same two commands again, so every
 chapter is a cache hit. The data mirror and the installed models are not part of the build.
 
-Writes ``results/build/book.json`` (per phase, and each chapter's cold run time from its run
+Writes ``results/build/book-timing.json`` (per phase, and each chapter's cold run time from its run
 record), which the run report shows (:mod:`embrepro.book.buildtime`). The runs stay in
 ``--workdir``, so ``EMBREPRO_RUNS=<workdir>/runs embrepro record CHAPTER`` records them.
 """
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="_build/book-timing", help="fresh cache and runs folders go here")
     parser.add_argument("--jobs", type=int, default=1, help="chapters at a time (as make book's JOBS)")
     parser.add_argument("--fresh", action="store_true", help="delete --workdir first (else it must not exist)")
-    parser.add_argument("--out", default="results/build/book.json")
+    parser.add_argument("--out", default="results/build/book-timing.json")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")

@@ -47,7 +47,7 @@ def test_a_broken_record_is_refused(broken, message):
 
 def test_section_writes_the_figure_next_to_the_page(tmp_path):
     (tmp_path / "results" / "build").mkdir(parents=True)
-    (tmp_path / "results" / "build" / "book.json").write_text(json.dumps(_data()))
+    (tmp_path / "results" / "build" / "book-timing.json").write_text(json.dumps(_data()))
     out = tmp_path / "generated"
     text = buildtime.section(tmp_path, figure_dir=out)
     assert "![Each chapter's cold run time](build-times.png)" in text

@@ -3,7 +3,7 @@
 ``make book-timing`` (``benchmarks/book_build.py``) builds the book twice in a fresh cache and
 runs folder: *cold* (no run, no embedding, no derived file cached: every chapter runs and every
 text is encoded) and then *warm* (every chapter is a cache hit). It writes
-``results/build/book.json``; :func:`markdown` turns that into the run report's section, with a
+``results/build/book-timing.json``; :func:`markdown` turns that into the run report's section, with a
 figure of each chapter's cold time.
 
 The book's goals, stated before any measurement: a cold build under :data:`COLD_GOAL_S` seconds
@@ -21,13 +21,13 @@ __all__ = ["COLD_GOAL_S", "WARM_GOAL_S", "RESULT", "figure", "load", "markdown",
 
 COLD_GOAL_S = 180.0  # mean cold time per chapter (run + its share of the build), issue 12
 WARM_GOAL_S = 30.0   # a warm rebuild: every chapter a cache hit, plus the HTML build
-RESULT = Path("results") / "build" / "book.json"
+RESULT = Path("results") / "build" / "book-timing.json"  # not <profile>.json: results/*/book.json are chapter records
 
 _PHASES = ("run_s", "book_s", "total_s")
 
 
 class BuildTimeError(ValueError):
-    """A ``results/build/book.json`` that lacks what the run report shows."""
+    """A ``results/build/book-timing.json`` that lacks what the run report shows."""
 
 
 def validate(data: dict, source: str = "book.json") -> dict:
