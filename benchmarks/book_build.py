@@ -15,23 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
 
 
 def timed(cmd: list[str], env: dict, label: str) -> float:
@@ -60,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from embrepro.book.runner import discover, latest_run
     from embrepro.book.record import RunRecord
     from embrepro.paths import project_root, threads
-    from embrepro.precision import default_precision
+    from embrepro.precision import cpu_model, default_precision
 
     root = project_root()
     work = (root / args.workdir).resolve()

@@ -76,11 +76,10 @@ class NormalisedOnnx:
 def export_onnx(model, path: Path) -> NormalisedOnnx:
     """Export the transformer of a sentence-transformers MiniLM to ONNX (opset 17, dynamic batch
     and length; needs the ``onnx`` package) and load it with :class:`embrepro.models.OnnxSentenceEncoder`."""
-    import hashlib
-
     import torch
 
     from embrepro import models
+    from embrepro.derived import sha256_file
 
     class TokenStates(torch.nn.Module):
         def __init__(self, transformer):
@@ -101,7 +100,7 @@ def export_onnx(model, path: Path) -> NormalisedOnnx:
     tokenizer = Path(model.tokenizer.name_or_path) / "tokenizer.json"
     if not tokenizer.is_file():
         tokenizer = Path(models.encoder_source(models.MINILM)) / "tokenizer.json"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     return NormalisedOnnx(models.OnnxSentenceEncoder(path, tokenizer, "all-MiniLM-L6-v2 (ONNX export)", digest,
                                                      max_seq_length=model.max_seq_length))
 
