@@ -160,7 +160,7 @@ def test_fetch_data_downloads_verifies_and_names_what_cannot_be_downloaded(tiny_
 
     offline = ("c.txt", "0" * 64, 1, None)
     monkeypatch.setattr(manifest_module, "_MANIFEST", _manifest([good, offline]))
-    with pytest.raises(DataError, match=r"(?s)no public download URL.*toy/c.txt: made by hand.*EMBREPRO_DATA"):
+    with pytest.raises(DataError, match=r"(?s)cannot download or make.*toy/c.txt: made by hand.*EMBREPRO_DATA"):
         launch.fetch_data("reader", log=lambda line: None)
     assert main(["data", "fetch", "reader"]) == 1
 
