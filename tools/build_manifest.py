@@ -399,8 +399,9 @@ NOTES: list[tuple[str, str, str]] = [
      "test=cff6b69b7b65dad74216c63430208d9a730c28b1."),
     ("imdb", "aclImdb_train_test.tar.gz",
      "Made for the mirror: git archive of the subtree data/aclImdb of steven-66/NaiveBayes @ "
-     "796126bc21f7ef431e10864abe854867aa9b64cb (paths kept; the unsup reviews and *.feat files "
-     "left out), compressed with gzip -n; git tree ids "
+     "796126bc21f7ef431e10864abe854867aa9b64cb (paths kept; the *.feat files, urls_unsup.txt and "
+     "two .DS_Store files left out; the repository has no unsup reviews), compressed with gzip -n; "
+     "git tree ids "
      "train/pos=f641e8e6132d22e0152d725b55386817fc18d643, "
      "train/neg=548ed727fba705f0df091e0c95bd9e5112807737, "
      "test/pos=7db2b732d1ea0eb34fbd0769e95bc1569bd11522, "
@@ -467,7 +468,11 @@ RECIPES: list[tuple[str, str, dict]] = [
       "paths": ["data/20ng/20news-bydate-train", "data/20ng/20news-bydate-test"]}),
     ("imdb", "aclImdb_train_test.tar.gz",
      {"kind": "git_archive", "repo": "https://github.com/steven-66/NaiveBayes",
-      "commit": "796126bc21f7ef431e10864abe854867aa9b64cb", "paths": ["data/aclImdb"]}),
+      "commit": "796126bc21f7ef431e10864abe854867aa9b64cb", "paths": ["data/aclImdb"],
+      # The six files of that folder the mirror left out (found by comparing the tree with the tar).
+      "exclude": ["data/aclImdb/.DS_Store", "data/aclImdb/train/.DS_Store",
+                  "data/aclImdb/test/labeledBow.feat", "data/aclImdb/train/labeledBow.feat",
+                  "data/aclImdb/train/unsupBow.feat", "data/aclImdb/train/urls_unsup.txt"]}),
     ("trec", "qc/*", {"kind": "member", "archive": "qc.zip", "member": "{name}"}),
     ("kg", "FB15k-237/*.txt", {"kind": "member", "archive": "FB15k-237.tar.gz", "member": "{base}"}),
     ("kg", "WN18RR/*.txt", {"kind": "member", "archive": "WN18RR.tar.gz", "member": "{base}"}),

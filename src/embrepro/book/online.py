@@ -114,8 +114,11 @@ def obtain(dataset: str, filename: str, *, log: Log = print) -> Path:
     log(f"making {dataset}/{filename} ({recipe['kind']}"
         + (f" {recipe['function']}" if recipe.get("function") else "") + ")")
     try:
-        builder(recipe, tmp, fetch=lambda d, f: obtain(d, f, log=log), download=download, log=log,
-                dataset=dataset)
+        try:
+            builder(recipe, tmp, fetch=lambda d, f: obtain(d, f, log=log), download=download, log=log,
+                    dataset=dataset)
+        except DataError as exc:
+            raise DataError(f"Could not make {dataset}/{filename}: {exc}") from exc
         _verify(tmp, entry, f"The file that the recipe {recipe} made for {dataset}/{filename}")
         os.replace(tmp, target)
     finally:
