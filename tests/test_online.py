@@ -47,9 +47,9 @@ def _toy(monkeypatch, files: dict[str, tuple[bytes, str | None, dict | None]]):
     monkeypatch.setattr(online, "recipes", lambda path=None: table)
 
 
-def _tar_gz(members: dict[str, bytes]) -> bytes:
+def _tar(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -59,15 +59,9 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
 
 def _deb(members: dict[str, bytes]) -> bytes:
     """A minimal Debian package: an ar archive holding debian-binary and data.tar.xz."""
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w:xz") as tar:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
     out = io.BytesIO()
     out.write(b"!<arch>\n")
-    for name, content in (("debian-binary", b"2.0\n"), ("data.tar.xz", data.getvalue())):
+    for name, content in (("debian-binary", b"2.0\n"), ("data.tar.xz", _tar(members, "w:xz"))):
         out.write(f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(content):<10}`\n".encode())
         out.write(content + (b"\n" if len(content) % 2 else b""))
     return out.getvalue()
@@ -79,7 +73,7 @@ def test_a_member_of_a_downloaded_archive_is_made_and_checked(no_mirror, monkeyp
     with zipfile.ZipFile(zipped, "w") as zf:
         zf.writestr("qc/train.txt", b"how far is it ?\n")
     (folder / "qc.zip").write_bytes(zipped.getvalue())
-    (folder / "kg.tar.gz").write_bytes(_tar_gz({"valid.txt": b"a\tr\tb\n"}))
+    (folder / "kg.tar.gz").write_bytes(_tar({"valid.txt": b"a\tr\tb\n"}))
     _toy(monkeypatch, {
         "qc.zip": (zipped.getvalue(), f"{base}/qc.zip", None),
         "kg.tar.gz": ((folder / "kg.tar.gz").read_bytes(), f"{base}/kg.tar.gz", None),
