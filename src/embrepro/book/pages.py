@@ -71,6 +71,10 @@ def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
     from embrepro.book.online import recipes as manifest_recipes
     from embrepro.data import manifest
@@ -106,9 +110,9 @@ def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
         made = sorted({recipes[(name, f)]["kind"] for f, e in ds.files.items() if not e.url and (name, f) in recipes})
         offline = sum(1 for f, e in ds.files.items() if not e.url and (name, f) not in recipes)
         online = (f"no: {offline} of {len(ds.files)} files only in a mirror" if offline else
-                  f"yes ({sum(1 for f, e in ds.files.items() if not e.url)} files by recipe: {', '.join(made)})"
+                  f"yes ({_count(sum(1 for e in ds.files.values() if not e.url), 'file')} by recipe: {', '.join(made)})"
                   if made else "yes")
-        lines.append(f"| **{_cell(ds.title)}** (`{name}`, {len(ds.files)} files) | {users} | {online} | "
+        lines.append(f"| **{_cell(ds.title)}** (`{name}`, {_count(len(ds.files), 'file')}) | {users} | {online} | "
                      f"{_cell(ds.licence)} | {_cell(ds.citation)} |")
     lines += pretrained_models_markdown()
     return "\n".join(lines) + "\n"
