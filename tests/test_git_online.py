@@ -184,7 +184,7 @@ def test_20newsgroups_byte_exact_from_mirror(tmp_path):
     found = [d / "20newsgroups" / "20news-bydate.tar.gz" for d in mirror_dirs()]
     found = [p for p in found if p.is_file()]
     if not found:
-        pytest.skip("the data mirror (EMBREPRO_DATA or /work/shared/data) is absent")
+        pytest.skip("the data mirror (EMBREPRO_DATA or ../shared/data) is absent")
     raw = yaml.safe_load((project_root() / "data" / "manifest.yml").read_text(encoding="utf-8"))
     entry = raw["datasets"]["20newsgroups"]["files"]["20news-bydate.tar.gz"]
     recipe = recipe_for("20newsgroups", "20news-bydate.tar.gz")

@@ -15,7 +15,7 @@ Every file made by a recipe must have the manifest's sha256 (``embrepro.book.onl
 chapter that ends OK received exactly the files the book was recorded with. It does not prove that the
 public sources are still online; that only a run on Colab can show.
 
-    python tools/check_online_data.py --debs /tmp/deb --git /work/.mirror [CHAPTER ...]
+    python tools/check_online_data.py --debs DEBS_FOLDER --git CLONES_FOLDER [CHAPTER ...]
 """
 
 from __future__ import annotations

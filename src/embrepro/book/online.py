@@ -314,15 +314,5 @@ BUILDERS = {"member": build_member, "deb": build_deb, "derive": build_derived,
             "git_archive": build_git_archive}
 
 
-def make_all(names: list[tuple[str, str]] | None = None, log: Log = print) -> list[str]:
-    """Make every file that has a recipe (or the named ones) into a fresh folder and check it;
-    used by ``embrepro data check-recipes`` with ``EMBREPRO_CACHE`` pointing at a scratch folder."""
-    done = []
-    for dataset, filename in names or sorted(recipes()):
-        obtain(dataset, filename, log=log)
-        done.append(f"{dataset}/{filename}")
-    return done
-
-
-__all__ = ["BUILDERS", "DERIVATIONS", "download", "is_local", "make_all", "obtain", "recipes"]
+__all__ = ["BUILDERS", "DERIVATIONS", "download", "is_local", "obtain", "recipes"]
 
