@@ -85,3 +85,12 @@ def test_token_cache_fills_the_sentence_cache_with_what_it_would_compute(encoder
     with pytest.raises(ValueError):
         mv.minilm_token_cache(encoder, precision="fp32", sentence_cache=retrieval.minilm_cache(encoder, batch_size=64,
                                                                                               precision="fp32"))
+
+
+def test_l3_vectors_do_not_depend_on_the_batch_size():
+    from embrepro import spaces
+
+    l3 = spaces.encoder("l3")
+    texts = TEXTS * 5  # 35 texts: several batches of 16, one of 64
+    assert spaces.L3_BATCH == 16
+    np.testing.assert_array_equal(l3.encode(texts, batch_size=spaces.L3_BATCH), l3.encode(texts, batch_size=64))
