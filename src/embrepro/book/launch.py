@@ -216,13 +216,6 @@ def downloadable(source: Path, target: Path, chapter: str, needs: dict | None = 
 
 # --- what the cell does outside the project --------------------------------------------------
 
-def _local(dataset: str, filename: str) -> bool:
-    from embrepro.paths import cache_dir, mirror_dirs
-
-    return any((m / dataset / filename).is_file() for m in mirror_dirs()) or \
-        (cache_dir("data", dataset) / filename).is_file()
-
-
 def chapter_files(chapter: str, root: Path | None = None) -> list[tuple[str, str]]:
     """(data set, file) for every data file a chapter declares (as the runner's preflight reads them)."""
     from embrepro.data import manifest
@@ -236,24 +229,27 @@ def chapter_files(chapter: str, root: Path | None = None) -> list[tuple[str, str
 
 
 def fetch_data(chapter: str, root: Path | None = None, log=print) -> list[str]:
-    """Download and verify every data file of ``chapter`` that is not on this machine.
+    """Download (or make, by its recipe) and verify every data file of ``chapter`` that is not on
+    this machine.
 
-    Returns the files fetched. Raises :class:`embrepro.data.DataError` naming every file that is
-    neither here nor downloadable (``url: null`` in the manifest), with how it was made."""
-    from embrepro.data import DataError, fetch, manifest
+    Returns the files fetched. Raises :class:`embrepro.data.DataError` before fetching anything when
+    a file is neither here, nor downloadable, nor has a recipe (:mod:`embrepro.book.online`)."""
+    from embrepro.book.online import is_local, obtain, recipes
+    from embrepro.data import DataError, manifest
 
-    missing = [(d, f) for d, f in chapter_files(chapter, root) if not _local(d, f)]
-    offline = [(d, f) for d, f in missing if not manifest().entry(d, f).url]
+    missing = [(d, f) for d, f in chapter_files(chapter, root) if not is_local(d, f)]
+    offline = [(d, f) for d, f in missing if not manifest().entry(d, f).url and (d, f) not in recipes()]
     if offline:
         lines = [f"  {d}/{f}: {manifest().entry(d, f).note or 'see data/manifest.yml'}" for d, f in offline]
         raise DataError(
-            f"{chapter} reads {len(offline)} file(s) that have no public download URL and are not on this "
-            "machine:\n" + "\n".join(lines) + "\nPut a copy of those data sets in a folder (one sub-folder per "
-            "data set) and set EMBREPRO_DATA to it; the book's Data and licences page says where each comes from.")
+            f"{chapter} reads {len(offline)} file(s) that are not on this machine and that the book cannot "
+            "download or make:\n" + "\n".join(lines) + "\nPut a copy of those data sets in a folder (one "
+            "sub-folder per data set) and set EMBREPRO_DATA to it; the book's Data and licences page says "
+            "where each comes from.")
     done = []
     for dataset, filename in missing:
-        log(f"downloading {dataset}/{filename}")
-        fetch(dataset, filename)  # checks the sha256; a wrong download is deleted and named
+        log(f"fetching {dataset}/{filename}")
+        obtain(dataset, filename, log=log)  # checks the sha256; a wrong file is deleted and named
         done.append(f"{dataset}/{filename}")
     return done
 

@@ -72,9 +72,11 @@ def run_report_markdown(chapters: dict[str, ChapterSpec]) -> str:
 
 
 def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
+    from embrepro.book.online import recipes as manifest_recipes
     from embrepro.data import manifest
 
     m = manifest()
+    recipes = manifest_recipes()
     used: dict[str, list[str]] = {}
     for name, spec in chapters.items():
         for ds in spec.data:
@@ -88,18 +90,24 @@ def data_markdown(chapters: dict[str, ChapterSpec]) -> str:
         "Several data sets are for **non-commercial research use only** (SICK, SciFact, MRPC among them);",
         "respect each one's terms.",
         "",
-        "*Online* says whether every file can be downloaded from a public URL (what a chapter opened on",
-        "Colab or Binder does). A file with `url: null` was extracted or derived for the book's mirror",
-        "(its note in the manifest says how); a chapter that reads one runs only where `EMBREPRO_DATA`",
-        "points at a folder holding it, and elsewhere stops naming the file.",
+        "*Online* says whether every file can be had without the mirror (what a chapter opened on",
+        "Colab or Binder does). Most files are downloaded from a public URL. A file with `url: null` was",
+        "extracted or derived for the book's mirror; its `recipe` in the manifest makes it again from public",
+        "sources (a member of a downloaded archive, a file of a Debian package, a `git archive` of a public",
+        "repository, or a conversion written in `embrepro.book.online`), and the result must have the",
+        "manifest's sha256, byte for byte. A file with neither URL nor recipe is read only where",
+        "`EMBREPRO_DATA` points at a folder holding it.",
         "",
         "| data set | used by | online | licence | cite |",
         "|---|---|---|---|---|",
     ]
     for name, ds in sorted(m.datasets.items(), key=lambda kv: (kv[0] not in used, kv[0])):
         users = ", ".join(f"{{doc}}`../chapters/{c}`" for c in used.get(name, [])) or "—"
-        offline = sum(1 for f in ds.files.values() if not f.url)
-        online = "yes" if not offline else f"no: {offline} of {len(ds.files)} files only in a mirror"
+        made = sorted({recipes[(name, f)]["kind"] for f, e in ds.files.items() if not e.url and (name, f) in recipes})
+        offline = sum(1 for f, e in ds.files.items() if not e.url and (name, f) not in recipes)
+        online = (f"no: {offline} of {len(ds.files)} files only in a mirror" if offline else
+                  f"yes ({sum(1 for f, e in ds.files.items() if not e.url)} files by recipe: {', '.join(made)})"
+                  if made else "yes")
         lines.append(f"| **{_cell(ds.title)}** (`{name}`, {len(ds.files)} files) | {users} | {online} | "
                      f"{_cell(ds.licence)} | {_cell(ds.citation)} |")
     lines += pretrained_models_markdown()
