@@ -67,6 +67,17 @@ def test_encode_by_length_matches_one_encode_call_to_float_rounding(encoder):
     assert np.abs(mean - ours).max() < 1e-5
 
 
+def test_encode_by_length_shows_progress_in_texts_only_for_long_lists(encoder, capsys, monkeypatch):
+    models.encode_by_length(encoder, TEXTS, max_tokens=40, max_texts=3)
+    assert "encode" not in capsys.readouterr().err                     # 7 texts: no bar by default
+    monkeypatch.setattr(models, "PROGRESS_TEXTS", 5)
+    models.encode_by_length(encoder, TEXTS, max_tokens=40, max_texts=3)
+    err = capsys.readouterr().err
+    assert "encode" in err and "0/7" in err and "text/s" in err        # counted in texts
+    models.encode_by_length(encoder, TEXTS, max_tokens=40, max_texts=3, progress=False)
+    assert "encode" not in capsys.readouterr().err
+
+
 def test_token_cache_fills_the_sentence_cache_with_what_it_would_compute(encoder, tmp_path, monkeypatch):
     from embrepro import multivector as mv
 

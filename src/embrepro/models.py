@@ -488,6 +488,7 @@ def load_paraphrase_l3(threads: int | None = None) -> OnnxSentenceEncoder:
 #: AG News and Gutenberg sentences. Part of the embedding-cache key (``batching`` below).
 BATCH_TOKENS = 4096
 BATCH_TEXTS = 256
+PROGRESS_TEXTS = 500  # encode_by_length shows a bar above this many texts
 
 
 def batching_label(max_tokens: int = BATCH_TOKENS, max_texts: int = BATCH_TEXTS) -> str:
@@ -521,7 +522,7 @@ def word_piece_lengths(encoder, texts: list[str]) -> np.ndarray:
 
 
 def encode_by_length(encoder, texts: list[str], tokens: bool = False, max_tokens: int = BATCH_TOKENS,
-                     max_texts: int = BATCH_TEXTS):
+                     max_texts: int = BATCH_TEXTS, progress: bool | None = None):
     """Sentence vectors of ``texts`` (float32, one row per text, in order) from a SentenceTransformer,
     in batches of texts of similar length in word pieces (:func:`length_batches`).
 
@@ -531,7 +532,8 @@ def encode_by_length(encoder, texts: list[str], tokens: bool = False, max_tokens
     rounding. With ``tokens=True`` it returns ``(sentence vectors, token vectors)`` from the same
     forward pass, the token vectors (float32, padding dropped, [CLS] and [SEP] kept, not normalised)
     as sentence-transformers' ``output_value="token_embeddings"`` gives them. Call it inside
-    :func:`embrepro.precision.autocast` to choose the precision.
+    :func:`embrepro.precision.autocast` to choose the precision. ``progress`` shows a bar counted in
+    texts; by default it does so for more than 500 texts, as ``encoder.encode`` would.
     """
     texts = list(texts)
     dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()
@@ -539,15 +541,21 @@ def encode_by_length(encoder, texts: list[str], tokens: bool = False, max_tokens
     token_sets: list = [None] * len(texts) if tokens else []
     if not texts:
         return (sentences, token_sets) if tokens else sentences
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(texts), desc="encode", unit="text", leave=False,
+               disable=not (len(texts) > PROGRESS_TEXTS if progress is None else progress))
     for rows in length_batches(word_piece_lengths(encoder, texts), max_tokens, max_texts):
         batch = [texts[i] for i in rows]
         if not tokens:
             out = encoder.encode(batch, batch_size=len(batch), convert_to_numpy=True, show_progress_bar=False)
             sentences[rows] = np.asarray(out, dtype=np.float32)
-            continue
-        out = encoder.encode(batch, batch_size=len(batch), output_value=None, show_progress_bar=False)
-        for i, item in zip(rows, out):
-            sentences[i] = item["sentence_embedding"].float().cpu().numpy()
-            n = int(item["attention_mask"].sum())  # right-padded: the first n positions are the text's
-            token_sets[i] = item["token_embeddings"][:n].float().cpu().numpy()
+        else:
+            out = encoder.encode(batch, batch_size=len(batch), output_value=None, show_progress_bar=False)
+            for i, item in zip(rows, out):
+                sentences[i] = item["sentence_embedding"].float().cpu().numpy()
+                n = int(item["attention_mask"].sum())  # right-padded: the first n positions are the text's
+                token_sets[i] = item["token_embeddings"][:n].float().cpu().numpy()
+        bar.update(len(rows))
+    bar.close()
     return (sentences, token_sets) if tokens else sentences
