@@ -81,9 +81,16 @@ def normalise_rows(x: np.ndarray) -> np.ndarray:
 class TokenEmbeddingCache(EmbeddingCache):
     """Token embeddings on disk under ``.cache/embeddings`` (``<key>.npz``: float16 vectors, offsets).
 
-    ``encode`` maps a list of texts to a list of (tokens x dim) arrays. The key hashes model,
-    revision, precision, ``kind`` and the texts, so a different list of texts is a different entry.
+    ``encode`` maps a list of texts to a list of (tokens x dim) arrays, or to a pair (that list,
+    sentence vectors of the same forward pass); with ``sentence_cache`` set, such sentence vectors
+    are stored there (:meth:`EmbeddingCache.put`, under the same texts and kind) on a miss. The key
+    hashes model, revision, precision, batching, ``kind`` and the texts, so a different list of
+    texts is a different entry.
     """
+
+    def __init__(self, *args, sentence_cache: EmbeddingCache | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sentence_cache = sentence_cache
 
     def key(self, texts: Sequence[str], kind: str) -> str:
         return super().key(texts, f"tokens:{kind}")
@@ -96,9 +103,13 @@ class TokenEmbeddingCache(EmbeddingCache):
         is intact; a damaged file (a truncated ``.npz``) is encoded again, with one log line."""
         path = self.path(texts, kind)
         encoded: list[Ragged] = []
+        sentences: list[np.ndarray] = []
 
         def build(tmp) -> dict:
             sets = self.encode(list(texts))
+            if isinstance(sets, tuple):
+                sets, sv = sets
+                sentences.append(sv)
             if len(sets) != len(texts):
                 raise ValueError(f"encode returned {len(sets)} sets for {len(texts)} texts")
             ragged = Ragged.from_list(sets)
@@ -109,6 +120,8 @@ class TokenEmbeddingCache(EmbeddingCache):
                     "kind": f"tokens:{kind}"}
 
         derived.ensure(path, self.key(texts, kind), build)
+        if sentences and self.sentence_cache is not None:
+            self.sentence_cache.put(list(texts), sentences[0], kind)
         if encoded:
             self.misses += 1
             return encoded[0]
@@ -117,23 +130,42 @@ class TokenEmbeddingCache(EmbeddingCache):
             return Ragged(f["vectors"].astype(np.float32), f["offsets"])
 
 
-def minilm_token_cache(encoder, batch_size: int = 32, precision: str | None = None) -> TokenEmbeddingCache:
+def minilm_token_cache(encoder, batch_size: int | None = None, precision: str | None = None,
+                       sentence_cache: EmbeddingCache | None | bool = True) -> TokenEmbeddingCache:
     """MiniLM's contextual token vectors (padding dropped, [CLS] and [SEP] kept), L2-normalised,
-    computed at ``precision`` (default: the machine's, :func:`embrepro.precision.default_precision`)."""
-    from embrepro.models import MINILM, MINILM_SHA256
+    computed at ``precision`` (default: the machine's, :func:`embrepro.precision.default_precision`).
+
+    Texts are batched by length in word pieces, as :func:`embrepro.retrieval.minilm_cache` batches
+    them (:func:`embrepro.models.encode_by_length`; ``batch_size`` caps the texts per batch), and
+    the same forward pass gives the sentence vectors: on a miss they are stored in
+    ``sentence_cache`` (default ``True``: ``minilm_cache(encoder, batch_size, precision)``;
+    ``False``: not stored) under the same texts and ``kind``, so a chapter that wants both encodes
+    the texts once. They are the vectors that cache computes itself, batch for batch, so which
+    chapter fills it does not matter."""
+    from embrepro.models import BATCH_TEXTS, BATCH_TOKENS, MINILM, MINILM_SHA256, batching_label, encode_by_length
     from embrepro.precision import autocast, default_precision
+    from embrepro.retrieval import minilm_cache
 
     precision = default_precision() if precision is None else precision
     device = getattr(getattr(encoder, "device", None), "type", "cpu")
+    max_texts = BATCH_TEXTS if batch_size is None else int(batch_size)
+    batching = batching_label(BATCH_TOKENS, max_texts)
+    if sentence_cache is True:
+        sentence_cache = minilm_cache(encoder, batch_size=max_texts, precision=precision)
+    elif sentence_cache is False:
+        sentence_cache = None
+    if sentence_cache is not None and (sentence_cache.model_id, sentence_cache.revision, sentence_cache.precision,
+                                       sentence_cache.batching) != (MINILM, MINILM_SHA256, precision, batching):
+        raise ValueError("sentence_cache must be a MiniLM cache with this precision and batching")
 
-    def encode(texts: list[str]) -> list[np.ndarray]:
+    def encode(texts: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
         with autocast(precision, device):
-            out = encoder.encode(texts, output_value="token_embeddings", batch_size=batch_size,
-                                 show_progress_bar=len(texts) > 500)
-        return [normalise_rows(np.asarray(t.float().cpu().numpy() if hasattr(t, "cpu") else t, dtype=np.float32))
-                for t in out]
+            sentences, sets = encode_by_length(encoder, texts, tokens=True, max_tokens=BATCH_TOKENS,
+                                               max_texts=max_texts)
+        return [normalise_rows(t) for t in sets], sentences
 
-    return TokenEmbeddingCache(MINILM, MINILM_SHA256, encode, precision)
+    return TokenEmbeddingCache(MINILM, MINILM_SHA256, encode, precision, batching=batching,
+                               sentence_cache=sentence_cache)
 
 
 # --------------------------------------------------------------------------------------------

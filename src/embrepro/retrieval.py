@@ -271,16 +271,22 @@ class EmbeddingCache:
     """
 
     def __init__(self, model_id: str, revision: str, encode: Callable[[list[str]], np.ndarray],
-                 precision: str = "fp32"):
+                 precision: str = "fp32", batching: str | None = None):
         from embrepro.precision import PRECISIONS, PrecisionError
 
         if precision not in PRECISIONS:
             raise PrecisionError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.model_id, self.revision, self.encode, self.precision = model_id, revision, encode, precision
+        self.batching = batching
         self.hits = self.misses = 0
 
     def key(self, texts: Sequence[str], kind: str) -> str:
-        digest = hashlib.sha256(f"{self.model_id}\n{self.revision}\n{self.precision}\n{kind}\n".encode())
+        # ``batching`` (how texts are grouped into batches, which moves vectors by float rounding)
+        # enters the key only when given, so the keys of other caches stay as they were
+        head = f"{self.model_id}\n{self.revision}\n{self.precision}\n{kind}\n"
+        if self.batching is not None:
+            head += f"batching={self.batching}\n"
+        digest = hashlib.sha256(head.encode())
         for text in texts:
             digest.update(text.encode())
             digest.update(b"\x00")
@@ -309,23 +315,48 @@ class EmbeddingCache:
         self.hits += 1
         return np.load(path)
 
+    def put(self, texts: Sequence[str], emb: np.ndarray, kind: str = "text") -> bool:
+        """Store ``emb`` as the encoding of ``texts`` when no intact entry exists yet (True if
+        stored). For vectors computed elsewhere exactly as ``encode`` would compute them, e.g. the
+        sentence vectors of the forward pass that gave token vectors (:mod:`embrepro.multivector`)."""
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise ValueError(f"an array of shape {emb.shape} for {len(texts)} texts")
+        key = self.key(texts, kind)
+        path = cache_dir("embeddings") / f"{key}.npy"
+        stored: list[bool] = []
 
-def minilm_cache(encoder, batch_size: int = 64, precision: str | None = None) -> EmbeddingCache:
+        def build(tmp) -> dict:
+            np.save(tmp, emb)
+            stored.append(True)
+            return {"model": self.model_id, "revision": self.revision, "precision": self.precision, "kind": kind,
+                    "shape": list(emb.shape)}
+
+        derived.ensure(path, key, build)
+        return bool(stored)
+
+
+def minilm_cache(encoder, batch_size: int | None = None, precision: str | None = None) -> EmbeddingCache:
     """An :class:`EmbeddingCache` for the book's MiniLM encoder (revision = its weights' sha256),
-    encoding at ``precision`` (default: :func:`embrepro.precision.default_precision`, the machine's)."""
-    from embrepro.models import MINILM, MINILM_SHA256
+    encoding at ``precision`` (default: :func:`embrepro.precision.default_precision`, the machine's).
+
+    Texts are encoded in batches of similar length in word pieces
+    (:func:`embrepro.models.encode_by_length`: at most ``models.BATCH_TOKENS`` padded word pieces
+    and at most ``batch_size`` texts a batch, default ``models.BATCH_TEXTS``); the batching is part
+    of the cache key. :func:`embrepro.multivector.minilm_token_cache` batches the same way, so the
+    sentence vectors of its forward pass are the ones this cache would compute."""
+    from embrepro.models import BATCH_TEXTS, BATCH_TOKENS, MINILM, MINILM_SHA256, batching_label, encode_by_length
     from embrepro.precision import autocast, default_precision
 
     precision = default_precision() if precision is None else precision
     device = getattr(getattr(encoder, "device", None), "type", "cpu")
+    max_texts = BATCH_TEXTS if batch_size is None else int(batch_size)
 
     def encode(texts: list[str]) -> np.ndarray:
         with autocast(precision, device):
-            out = encoder.encode(texts, batch_size=batch_size, show_progress_bar=len(texts) > 500,
-                                 convert_to_numpy=True)
-        return np.asarray(out, dtype=np.float32)
+            return encode_by_length(encoder, texts, max_tokens=BATCH_TOKENS, max_texts=max_texts)
 
-    return EmbeddingCache(MINILM, MINILM_SHA256, encode, precision)
+    return EmbeddingCache(MINILM, MINILM_SHA256, encode, precision, batching=batching_label(BATCH_TOKENS, max_texts))
 
 
 # --------------------------------------------------------------------------------------------

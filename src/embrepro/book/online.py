@@ -28,8 +28,6 @@ import json
 import os
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -64,22 +62,10 @@ def is_local(dataset: str, filename: str) -> bool:
 
 
 def download(url: str, dest: Path) -> None:
-    """Download ``url`` to ``dest`` (through a temporary file; a progress bar for big files)."""
-    from tqdm.auto import tqdm
+    """Download ``url`` to ``dest`` (:func:`embrepro.data.manifest.download_file`)."""
+    from embrepro.data.manifest import download_file
 
-    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            with tqdm(total=total or None, unit="B", unit_scale=True, desc=f"download {dest.name}",
-                      disable=total < 5_000_000) as bar:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"Could not download {url}: {exc}") from exc
-    os.replace(tmp, dest)
+    download_file(url, dest)
 
 
 def obtain(dataset: str, filename: str, *, log: Log = print) -> Path:

@@ -150,24 +150,33 @@ def _check(path: Path, entry: FileEntry, where: str) -> Path:
     return path
 
 
-def _download(entry: FileEntry, target: Path) -> None:
+def download_file(url: str, dest: Path, what: str = "") -> None:
+    """Download ``url`` to ``dest`` through a temporary file (nothing is left behind on failure),
+    with a progress bar for files over 5 MB. ``what`` names the file in the error."""
     from tqdm.auto import tqdm
 
-    tmp = target.with_name(target.name + f".part{os.getpid()}")
+    tmp = dest.with_name(dest.name + f".part{os.getpid()}")
     try:
-        with urllib.request.urlopen(entry.url, timeout=60) as response, open(tmp, "wb") as out:
-            with tqdm(total=entry.size, unit="B", unit_scale=True, desc=f"download {entry.name}",
-                      disable=entry.size < 5_000_000) as bar:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            with tqdm(total=total or None, unit="B", unit_scale=True, desc=f"download {dest.name}",
+                      disable=total < 5_000_000) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(
-            f"Could not download {entry.dataset}/{entry.name} from {entry.url}: {exc}.\n"
+            f"Could not download {what or dest.name} from {url}: {exc}.\n"
             "If you are offline, point EMBREPRO_DATA at a folder holding the data sets "
             "(one sub-folder per data set, as in data/manifest.yml)."
         ) from exc
+    os.replace(tmp, dest)
+
+
+def _download(entry: FileEntry, target: Path) -> None:
+    tmp = target.with_name(target.name + f".get{os.getpid()}")
+    download_file(entry.url, tmp, f"{entry.dataset}/{entry.name}")
     actual = sha256_file(tmp)
     if actual != entry.sha256:
         tmp.unlink(missing_ok=True)
