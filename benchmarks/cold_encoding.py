@@ -7,7 +7,8 @@ New: :func:`embrepro.models.encode_by_length` (texts sorted by word pieces, batc
 
 Workloads are seeded samples of the lists the cold book encodes (20 Newsgroups, Gutenberg sentences,
 AG News, SciFact abstracts); variants run interleaved in a shuffled order per repeat, and the
-speed-up is the median of per-repeat ratios of wall time and of the process's user+sys CPU time.
+speed-up is the median of per-repeat ratios of wall time and of the process's user+sys CPU time,
+with a bootstrap interval over repeats (``embrepro.stats.median_ratio``, at least 5 repeats).
 Also printed: the padded/real word-piece ratio of each full list under both batchings, and the
 largest change of any vector coordinate. Usage: ``python benchmarks/cold_encoding.py [repeats] [scale]``.
 """
@@ -32,8 +33,8 @@ def timed(fn):
     return out, time.perf_counter() - t0, cpu_s() - c0
 
 
-def main(repeats: int = 3, scale: float = 1.0) -> None:
-    from embrepro import data, retrieval, spaces
+def main(repeats: int = 5, scale: float = 1.0) -> None:
+    from embrepro import data, retrieval, spaces, stats
     from embrepro.data import news
     from embrepro.models import BATCH_TEXTS, BATCH_TOKENS, encode_by_length, length_batches, word_piece_lengths
     from embrepro.precision import autocast
@@ -81,10 +82,11 @@ def main(repeats: int = 3, scale: float = 1.0) -> None:
                 diffs[w] = max(diffs.get(w, 0.0), float(np.abs(a - b).max()))
     for w in work:
         b, n = np.array(res[(w, "old")]), np.array(res[(w, "new")])
-        print(f"{w:13s} old/new: wall x{np.median(b[:, 0] / n[:, 0]):.3f}, user+sys CPU x{np.median(b[:, 1] / n[:, 1]):.3f} "
-              f"(medians of {repeats}; old {np.median(b[:, 0]):.1f} s, new {np.median(n[:, 0]):.1f} s); "
+        wall, cpu = stats.median_ratio(b[:, 0], n[:, 0]), stats.median_ratio(b[:, 1], n[:, 1])
+        print(f"{w:13s} old/new: wall {wall.format(3, 'x')}, user+sys CPU {cpu.format(3, 'x')} "
+              f"({repeats} repeats; median old {np.median(b[:, 0]):.1f} s, new {np.median(n[:, 0]):.1f} s); "
               f"largest vector change {diffs[w]:.1e}")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, float(sys.argv[2]) if len(sys.argv) > 2 else 1.0)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5, float(sys.argv[2]) if len(sys.argv) > 2 else 1.0)
