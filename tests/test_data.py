@@ -163,3 +163,34 @@ def test_tokenize_matches_the_corpus_convention():
     assert data.strip_gutenberg_boilerplate(modern).strip() == "body"
     old = "small print\n*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*END*\nbody\nEnd of the Project Gutenberg Etext\n"
     assert data.strip_gutenberg_boilerplate(old).strip() == "body"
+
+
+def test_the_download_bar_is_sized_from_the_manifest_when_the_server_sends_no_length(tmp_path, monkeypatch,
+                                                                                      http_folder):
+    import http.server
+
+    import tqdm.auto
+
+    from embrepro.data.manifest import download_file
+
+    folder, base = http_folder
+    (folder / "big.bin").write_bytes(b"x" * 1000)
+    bars = []
+
+    class Recording(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            bars.append((kwargs.get("total"), kwargs.get("disable")))
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    real_headers = http.server.SimpleHTTPRequestHandler.send_header
+
+    def no_length(self, key, value):  # a server that does not say how long the file is
+        if key.lower() != "content-length":
+            real_headers(self, key, value)
+
+    monkeypatch.setattr(http.server.SimpleHTTPRequestHandler, "send_header", no_length)
+    download_file(f"{base}/big.bin", tmp_path / "a.bin", size=6_000_000)
+    download_file(f"{base}/big.bin", tmp_path / "b.bin")
+    assert bars == [(6_000_000, False), (None, True)]  # the manifest's size shows the bar; without it, none
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes() == b"x" * 1000

@@ -129,3 +129,15 @@ def test_csls_leave_one_out_never_returns_the_query_itself():
     R = np.random.default_rng(1).normal(size=(20, 5))
     _, i = hub.csls(R, R, n_candidates=5, k=3, exclude_self=True)
     assert not (i == np.arange(20)[:, None]).any()
+
+
+def test_csls_with_its_reference_graph_computed_once_gives_the_same_graphs():
+    rng = np.random.default_rng(3)
+    R, Q = rng.normal(size=(60, 8)), rng.normal(size=(25, 8))
+    ref = hub.csls_reference(R, 12)
+    for exclude_self, queries in ((False, Q), (True, R)):
+        alone = hub.csls(queries, R, n_candidates=12, k=4, exclude_self=exclude_self)
+        shared = hub.csls(queries, R, n_candidates=12, k=4, exclude_self=exclude_self, reference=ref)
+        assert np.array_equal(alone[0], shared[0]) and np.array_equal(alone[1], shared[1])
+    with pytest.raises(ValueError, match="has 3 neighbours"):  # too small a graph is refused, not truncated
+        hub.csls(R, R, n_candidates=12, k=4, exclude_self=True, reference=hub.csls_reference(R, 3))

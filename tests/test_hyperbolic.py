@@ -252,3 +252,19 @@ def test_best_learning_rate_uses_the_mean_over_seeds_and_breaks_ties_low():
     assert best.loc["euclidean", "lr"] == 0.3
     with pytest.raises(ValueError):
         H.best_learning_rate(table.drop(columns="lr"), "dev MAP")
+
+
+def test_negative_sampler_draws_the_same_with_the_table_and_with_binary_search(monkeypatch):
+    h = tree_hierarchy(3, 4)
+    edges = torch.as_tensor(h.edges)
+    table = H.NegativeSampler(edges, h.n_nodes)
+    monkeypatch.setattr(H.NegativeSampler, "DENSE_PAIRS", 0)  # as for the nouns: no table
+    search = H.NegativeSampler(edges, h.n_nodes)
+    assert table.table is not None and search.table is None
+    u = torch.as_tensor(h.edges[:, 0])
+    every = torch.arange(h.n_nodes).expand(len(u), h.n_nodes)
+    assert torch.equal(table._invalid(u, every), search._invalid(u, every))  # every (node, candidate)
+    for by_frequency in (False, True):
+        a = table.sample(u, 8, torch.Generator().manual_seed(1), by_frequency=by_frequency)
+        b = search.sample(u, 8, torch.Generator().manual_seed(1), by_frequency=by_frequency)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

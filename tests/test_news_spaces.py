@@ -72,3 +72,26 @@ def test_spaces_share_one_cache_per_text_list(tmp_path, monkeypatch):
     with pytest.raises(TypeError):
         spaces.encode("glove", ["ok", 3])
     spaces.cache.cache_clear()
+
+
+def test_encode_with_shares_the_stock_minilm_and_leaves_other_models_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBREPRO_CACHE", str(tmp_path))
+    spaces.cache.cache_clear()
+    texts = ["a cat sat on the mat", "stock markets fell today", "the cat is on the mat"]
+    model = spaces.encoder("minilm")
+    shared = spaces.encode_with("sentence-transformers/all-MiniLM-L6-v2", model, texts)
+    assert spaces.cache("minilm").misses == 1
+    assert np.array_equal(spaces.encode("minilm", texts), shared) and spaces.cache("minilm").hits == 1
+    direct = model.encode(texts, convert_to_numpy=True)
+    assert np.allclose(shared, direct, atol=1e-5)  # the same vectors up to float rounding
+    calls = []
+
+    class Other:  # a model the chapter was given instead: it encodes the texts itself, uncached
+        def encode(self, batch, **kwargs):
+            calls.append((list(batch), kwargs["batch_size"]))
+            return np.ones((len(batch), 4))
+
+    out = spaces.encode_with("my/other-model", Other(), texts, batch_size=7)
+    assert out.shape == (3, 4) and out.dtype == np.float32 and calls == [(texts, 7)]
+    assert spaces.cache("minilm").hits == 1 and spaces.cache("minilm").misses == 1
+    spaces.cache.cache_clear()

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["Centering", "FNorm", "choose_k", "csls", "k_occurrence", "k_skewness", "knn_error", "knn_graph",
-           "knn_predict", "local_scaling", "mutual_proximity", "reference_graph", "robin_hood"]
+__all__ = ["Centering", "FNorm", "choose_k", "csls", "csls_reference", "k_occurrence", "k_skewness", "knn_error",
+           "knn_graph", "knn_predict", "local_scaling", "mutual_proximity", "reference_graph", "robin_hood"]
 
 
 def k_occurrence(neighbors: np.ndarray, n_reference: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -130,17 +130,35 @@ def local_scaling(dist: np.ndarray, idx: np.ndarray, ref_dist: np.ndarray, k: in
     return _rerank(1.0 - np.exp(-dist ** 2 / np.maximum(sigma_q * sigma_r[idx], 1e-12)), idx)
 
 
+def csls_reference(R: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """R's own graph on unit vectors, self-matches left out (:func:`reference_graph` of the normalised
+    rows): what :func:`csls` needs from R. Compute it once and pass it to every call on the same R."""
+    return reference_graph(_unit(np.asarray(R, dtype=np.float64)), n_neighbors)
+
+
 def csls(Q: np.ndarray, R: np.ndarray, n_candidates: int, k: int = 10,
-         exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+         exclude_self: bool = False, reference: tuple[np.ndarray, np.ndarray] | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
     """CSLS on cosine: 2 cos(q, y) - r(q) - r(y), r = mean cosine to the k nearest references (for a
     reference y, from R's own graph without y itself), ranked among each query's ``n_candidates``
     nearest references by cosine. Returned as the dissimilarity 1 - CSLS/2, nearest first.
-    ``exclude_self``: Q is R (leave-one-out on the reference set)."""
+    ``exclude_self``: Q is R (leave-one-out on the reference set). ``reference``: R's
+    :func:`csls_reference` with at least ``k`` neighbours (and ``n_candidates`` for ``exclude_self``),
+    computed once for several calls; by default each call computes it."""
     Qu, Ru = _unit(np.asarray(Q, dtype=np.float64)), _unit(np.asarray(R, dtype=np.float64))
-    dist, idx = knn_graph(Qu, Ru, n_candidates, exclude_self=exclude_self)
-    _, ref_idx = reference_graph(Ru, k)
+    n = min(n_candidates, len(Ru) - 1)
+    if reference is None:
+        reference = reference_graph(Ru, max(k, n) if exclude_self else k)
+    if reference[1].shape[1] < k or (exclude_self and reference[1].shape[1] < n):
+        raise ValueError(f"the reference graph has {reference[1].shape[1]} neighbours; this call needs "
+                         f"{max(k, n) if exclude_self else k}")
+    if exclude_self:  # the leave-one-out candidates are R's own graph: the same search
+        dist, idx = reference[0][:, :n], reference[1][:, :n]
+    else:
+        dist, idx = knn_graph(Qu, Ru, n_candidates)
+    ref_idx = reference[1][:, :k]
     cos = 1.0 - dist ** 2 / 2  # unit vectors: |a - b|^2 = 2 - 2 cos
-    r_ref = np.einsum("nd,nkd->n", Ru, Ru[ref_idx[:, :k]]) / k
+    r_ref = np.einsum("nd,nkd->n", Ru, Ru[ref_idx]) / k
     r_q = cos[:, :k].mean(axis=1, keepdims=True)
     return _rerank(1.0 - (2 * cos - r_q - r_ref[idx]) / 2, idx)
 

@@ -139,19 +139,30 @@ class NegativeSampler:
     Candidates are drawn uniformly, or with ``by_frequency`` in proportion to (1 + the number of
     times a node is an ancestor) ** 0.75, as in the official burn-in; those that hit an ancestor
     are drawn again, up to ``tries`` times, and any still invalid are flagged in the returned mask.
-    Everything stays on the device of ``edges``.
+    Everything stays on the device of ``edges``. Whether (node, candidate) is a pair is looked up in
+    an n x n table of booleans when it has at most ``DENSE_PAIRS`` cells (the mammals), else by
+    binary search in the sorted pair keys (the nouns); both give the same answer.
     """
+
+    DENSE_PAIRS = 64_000_000  # 64 MB of booleans
 
     def __init__(self, edges: torch.Tensor, n_nodes: int, tries: int = 10):
         self.n = n_nodes
         self.tries = tries
         self.keys = torch.unique(edges[:, 0] * n_nodes + edges[:, 1])  # sorted
+        self.table = None
+        if n_nodes * n_nodes <= self.DENSE_PAIRS:
+            self.table = torch.zeros(n_nodes * n_nodes, dtype=torch.bool, device=edges.device)
+            self.table[self.keys] = True
+            self.table[torch.arange(n_nodes, device=edges.device) * (n_nodes + 1)] = True  # the node itself
         counts = torch.bincount(edges[:, 1], minlength=n_nodes).double() + 1
         self.frequency = counts ** 0.75
         self.device = edges.device
 
     def _invalid(self, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         keys = u.unsqueeze(-1) * self.n + c
+        if self.table is not None:
+            return self.table[keys]
         pos = torch.searchsorted(self.keys, keys).clamp_max(len(self.keys) - 1)
         return (self.keys[pos] == keys) | (c == u.unsqueeze(-1))
 

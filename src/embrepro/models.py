@@ -533,7 +533,7 @@ def encode_by_length(encoder, texts: list[str], tokens: bool = False, max_tokens
     forward pass, the token vectors (float32, padding dropped, [CLS] and [SEP] kept, not normalised)
     as sentence-transformers' ``output_value="token_embeddings"`` gives them. Call it inside
     :func:`embrepro.precision.autocast` to choose the precision. ``progress`` shows a bar counted in
-    texts; by default it does so for more than 500 texts, as ``encoder.encode`` would.
+    texts; by default it does so for more than ``PROGRESS_TEXTS`` texts, as ``encoder.encode`` would.
     """
     texts = list(texts)
     dim = (getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension)()

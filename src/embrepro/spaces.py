@@ -9,8 +9,9 @@
 Encodings go through :class:`embrepro.retrieval.EmbeddingCache`, keyed by model, weights' sha256,
 precision (MiniLM at the machine's default, :mod:`embrepro.precision`; L3 and GloVe in fp32) and
 the exact list of texts, so two chapters that encode the same list share one encoding (the
-MiniLM cache is the same one :func:`embrepro.retrieval.minilm_cache` fills). ``rate(name, texts)``
-measures the cold speed the same way for every chapter.
+MiniLM cache is the same one :func:`embrepro.retrieval.minilm_cache` fills). ``encode_with`` sends a
+chapter's own MiniLM through that cache when the chapter's model is the stock one. ``rate(name,
+texts)`` measures the cold speed the same way for every chapter.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from embrepro import models, retrieval
 
-__all__ = ["SPACES", "cache", "encode", "encoder", "rate"]
+__all__ = ["SPACES", "cache", "encode", "encode_with", "encoder", "rate"]
 
 SPACES = ("minilm", "l3", "glove")
 L3_BATCH = 16  # paraphrase-MiniLM-L3-v2's batch size (its vectors do not depend on it: see tests)
@@ -70,6 +71,18 @@ def encode(name: str, texts: Sequence[str], kind: str = "text") -> np.ndarray:
     if not all(isinstance(t, str) for t in texts):
         raise TypeError("texts must be strings")
     return cache(name).get(texts, kind)
+
+
+def encode_with(model_name: str, model, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """``texts`` by ``model``, a loaded sentence-transformers encoder that a chapter's parameter
+    ``model_name`` names. When that is the book's all-MiniLM-L6-v2 the vectors come from the shared
+    ``"minilm"`` space (computed once for the whole book; equal to ``model.encode``'s up to float
+    rounding, since only the batching differs); any other model encodes the texts itself."""
+    texts = list(texts)
+    if models._ALIASES.get(model_name) == models.MINILM:
+        return encode("minilm", texts)
+    return np.asarray(model.encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                                   show_progress_bar=len(texts) > models.PROGRESS_TEXTS), dtype=np.float32)
 
 
 def rate(name: str, texts: Sequence[str], sample: int = 64, seed: int = 0) -> retrieval.EncodeRate:

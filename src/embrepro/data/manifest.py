@@ -150,15 +150,16 @@ def _check(path: Path, entry: FileEntry, where: str) -> Path:
     return path
 
 
-def download_file(url: str, dest: Path, what: str = "") -> None:
+def download_file(url: str, dest: Path, what: str = "", size: int | None = None) -> None:
     """Download ``url`` to ``dest`` through a temporary file (nothing is left behind on failure),
-    with a progress bar for files over 5 MB. ``what`` names the file in the error."""
+    with a progress bar for files over 5 MB. ``what`` names the file in the error; ``size`` (bytes,
+    from the manifest when known) sizes the bar, else the server's Content-Length does."""
     from tqdm.auto import tqdm
 
     tmp = dest.with_name(dest.name + f".part{os.getpid()}")
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
+            total = size or int(response.headers.get("Content-Length") or 0)
             with tqdm(total=total or None, unit="B", unit_scale=True, desc=f"download {dest.name}",
                       disable=total < 5_000_000) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
@@ -176,7 +177,7 @@ def download_file(url: str, dest: Path, what: str = "") -> None:
 
 def _download(entry: FileEntry, target: Path) -> None:
     tmp = target.with_name(target.name + f".get{os.getpid()}")
-    download_file(entry.url, tmp, f"{entry.dataset}/{entry.name}")
+    download_file(entry.url, tmp, f"{entry.dataset}/{entry.name}", size=entry.size)
     actual = sha256_file(tmp)
     if actual != entry.sha256:
         tmp.unlink(missing_ok=True)
