@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     cold, warm = result["cold"], result["warm"]
-    print(f"cold: {cold['total_s']:.0f} s ({cold['total_s'] / len(chapters) / 60:.1f} min per chapter over "
+    print(f"cold: {cold['total_s']:.0f} s ({cold['total_s'] / len(chapters) / 60:.2f} min per chapter over "
           f"{len(chapters)} chapters); warm: {warm['total_s']:.1f} s. Written: {out}")
     return 0
 

@@ -22,10 +22,13 @@ def _data(cold_chapters=(("a", 100.0), ("b", 300.0)), cold_total=500.0, warm_tot
 
 def test_goals_met_and_not_met_are_both_possible():
     met = buildtime.markdown(_data(cold_total=300.0, warm_total=20.0))  # 150 s per chapter, 20 s warm
-    assert "(2.5 min per chapter) | under 3 min per chapter: met" in met and "under 30 s: met" in met
+    assert "(2.50 min per chapter) | under 3 min per chapter: met" in met and "under 30 s: met" in met
     missed = buildtime.markdown(_data(cold_total=400.0, warm_total=45.0))  # 200 s per chapter, 45 s warm
     assert "under 3 min per chapter: not met" in missed and "under 30 s: not met" in missed
     assert "bf16" in missed and "`--jobs 1`" in missed
+    # just over the goal: two decimals, so that a miss never reads "3.0 min ... not met"
+    close = buildtime.markdown(_data(cold_total=363.0))  # 181.5 s per chapter
+    assert "(3.02 min per chapter) | under 3 min per chapter: not met" in close
 
 
 def test_no_timing_yet_says_so():

@@ -68,7 +68,7 @@ def figure(data: dict, path: Path) -> Path:
     mean = data["cold"]["total_s"] / len(chapters) / 60
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.28 * len(names)))
     ax.barh(names, seconds, color="#4c72b0")
-    ax.axvline(mean, color="black", linestyle="-", linewidth=1, label=f"mean per chapter, whole build ({mean:.1f} min)")
+    ax.axvline(mean, color="black", linestyle="-", linewidth=1, label=f"mean per chapter, whole build ({mean:.2f} min)")
     ax.axvline(COLD_GOAL_S / 60, color="#c44e52", linestyle="--", linewidth=1,
                label=f"goal for the mean ({COLD_GOAL_S / 60:.0f} min)")
     ax.invert_yaxis()
@@ -103,7 +103,7 @@ def markdown(data: dict | None, figure_name: str | None = None) -> str:
         "| build | chapters run (s) | HTML build (s) | total (s) | goal |",
         "|---|---|---|---|---|",
         f"| cold | {cold['run_s']:.0f} | {cold['book_s']:.0f} | {cold['total_s']:.0f} "
-        f"({mean / 60:.1f} min per chapter) | under {COLD_GOAL_S / 60:.0f} min per chapter: "
+        f"({mean / 60:.2f} min per chapter) | under {COLD_GOAL_S / 60:.0f} min per chapter: "
         f"{'met' if mean < COLD_GOAL_S else 'not met'} |",
         f"| warm | {warm['run_s']:.0f} | {warm['book_s']:.0f} | {warm['total_s']:.0f} | under {WARM_GOAL_S:.0f} s: "
         f"{'met' if warm['total_s'] < WARM_GOAL_S else 'not met'} |",
