@@ -50,6 +50,41 @@ def test_distance_gradient_matches_finite_differences():
     assert torch.autograd.gradcheck(H.poincare_distance, (u, v))
 
 
+def autograd_loss_and_gradient(manifold, W, rows, mask):
+    """The training loss through autograd, as the trainer computed it before the gradient was written out."""
+    W = W.clone().requires_grad_(True)
+    points = W.index_select(0, rows.reshape(-1)).view(*rows.shape, *W.shape[1:])
+    d = H.distance(manifold, points[:, :, :1], points[:, :, 1:])
+    logits = (-d).masked_fill(~mask.unsqueeze(-1), float("-inf"))
+    loss = d[:, :, 0] + torch.logsumexp(logits, dim=2)
+    loss.sum().backward()
+    return loss.detach(), W.grad
+
+
+@pytest.mark.parametrize("manifold", H.MANIFOLDS)
+def test_hand_written_gradient_equals_autograd(manifold):
+    g = torch.Generator().manual_seed(3)
+    S, n, L, dim, B, K = 2, 40, 3, 5, 30, 6
+    W = (torch.rand(S * n, L, dim, generator=g, dtype=torch.float64) * 2 - 1) * 0.4
+    W[0] *= 0.999999 / W[0].norm(dim=-1, keepdim=True)   # at the boundary: the norm clamp is active
+    rows = torch.randint(0, S * n, (S, B, 2 + K), generator=g)
+    rows[0, 0, 3] = rows[0, 0, 0]                          # a candidate equal to u: the arcosh clamp is active
+    rows[1, 1, 0] = 0                                      # the boundary row as u and as a candidate
+    rows[1, 2, 4] = 0
+    mask = torch.rand(S, B, 1 + K, generator=g) > 0.3
+    mask[..., 0] = True
+    loss, grad = H.pair_loss_and_gradient(manifold, W, rows, mask)
+    ref_loss, ref_grad = autograd_loss_and_gradient(manifold, W, rows, mask)
+    assert torch.allclose(loss, ref_loss, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(grad, ref_grad, rtol=1e-9, atol=1e-10)
+    assert grad.abs().max() > 1  # a real gradient, not zeros
+    untouched = torch.ones(S * n, dtype=torch.bool)
+    untouched[rows.reshape(-1)] = False
+    assert untouched.any() and (grad[untouched] == 0).all()
+    with pytest.raises(ValueError, match="manifold"):
+        H.pair_loss_and_gradient("sphere", W, rows, mask)
+
+
 def test_pairwise_distances_agree_with_the_elementwise_distance():
     g = torch.Generator().manual_seed(1)
     pts = (torch.rand(12, 4, generator=g, dtype=torch.float64) - 0.5) * 0.8
