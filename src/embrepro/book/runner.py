@@ -67,6 +67,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -815,6 +816,31 @@ def kernel_environment():
                 os.environ[var] = value
 
 
+@contextlib.contextmanager
+def kernel_channels():
+    """Keyword arguments for papermill that make the kernel talk to the runner over Unix socket files
+    in a private folder, not over TCP ports on localhost.
+
+    With TCP, jupyter_client finds free ports by binding port 0 and closing the socket again; the
+    kernel binds them a moment later. Two kernels started at about the same time by different
+    processes (``--jobs``, a sweep's Dask workers) can be handed the same port, and one of them dies
+    before it starts ("Address already in use"). Socket files in a folder of their own cannot collide.
+    The folder is removed afterwards. Where there are no Unix sockets (Windows), TCP stays."""
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    folder = tempfile.mkdtemp(prefix="embrepro-kernel-")
+    try:
+        if len(folder) > 90:  # a socket's path must stay under about 104 bytes (macOS) or 108 (Linux)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = tempfile.mkdtemp(prefix="embrepro-kernel-", dir="/tmp")
+        yield {"config": Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -1065,11 +1091,12 @@ class Runner:
         output = work / f"{spec.name}.ipynb"
         started, t0 = _now(), time.time()
         try:
-            papermill.execute_notebook(
-                str(spec.notebook), str(output), parameters=params, cwd=str(work),
-                kernel_name="python3", progress_bar=False, log_output=False,
-                execution_timeout=spec.timeout_s[profile], report_mode=False,
-            )
+            with kernel_channels() as channels:
+                papermill.execute_notebook(
+                    str(spec.notebook), str(output), parameters=params, cwd=str(work),
+                    kernel_name="python3", progress_bar=False, log_output=False,
+                    execution_timeout=spec.timeout_s[profile], report_mode=False, **channels,
+                )
             if not (work / CHAPTER_FILE).exists():
                 raise RuntimeError("the notebook finished without calling Chapter.save()")
             chapter_side = read_chapter_result(work / CHAPTER_FILE)

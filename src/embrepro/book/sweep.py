@@ -335,7 +335,7 @@ def _submit(client, chapter, profile, tasks, waves, chapters, environ, force, re
         bar = tqdm(total=len(tasks), desc=f"sweep {chapter}", unit="task", file=stream)
         try:
             for future in as_completed(futures):
-                task = futures[future]
+                task = futures.pop(future)
                 try:
                     result = future.result()
                 except Exception as exc:  # noqa: BLE001 - a dead worker (KilledWorker) or a lost task
@@ -344,6 +344,8 @@ def _submit(client, chapter, profile, tasks, waves, chapters, environ, force, re
                            f"the task was lost ({type(exc).__name__}: {_last_line(exc) or 'no detail'})")
                     result = {"status": "failed", "folder": "", "seconds": float("nan"), "message": why,
                               "claims": {}, "metrics": {}, "runtime_s": float("nan"), "log": []}
+                # gathered: let the worker forget it, or a worker that dies later makes Dask run it again
+                future.release()
                 results[task.index] = result
                 log_lines += [f"[task {task.index}: {task.label()}] {line}" for line in result.get("log", [])]
                 if result["status"] == "failed":
