@@ -48,12 +48,14 @@ def test_page_check_catches_what_a_reader_would_see(tmp_path):
 
     (site / "bad.html").write_text(
         '<main><img src="missing.png"><a href="nowhere.html">x</a><a href="index.html#nope">y</a>'
-        '<p>$$x^2$$</p><div class="output traceback"><pre>Traceback (most recent call last):</pre></div></main>')
+        '<p>$$x^2$$</p><div class="output traceback"><pre>Traceback (most recent call last):</pre></div></main>'
+        '<header><button class="search-button-field">Search</button></header>'
+        '<nav><button class="search-button-field">Search</button><button class="search-button" hidden>S</button></nav>')
     (site / "book" / "chapters" / "ch.html").write_text("<main><p>no figure here</p></main>")
     lines = []
     assert not check_site(site, log=lines.append)
     text = "\n".join(lines)
     for problem in ("image does not load: missing.png", "broken link: /nowhere.html", "broken anchor",
-                    "raw LaTeX", "traceback", "chapter page has no figure"):
+                    "raw LaTeX", "traceback", "chapter page has no figure", "2 search boxes shown at once"):
         assert problem in text, problem
     assert lines[-1] == "pages: 1 passed, 2 failed"

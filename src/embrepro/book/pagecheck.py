@@ -2,7 +2,8 @@
 
 A page fails on: an image that does not load; a chapter page with no figure; raw LaTeX left in
 the text (maths that MathJax did not render); a Python traceback in an output; an internal link
-to a missing page or a missing anchor. Named pages must show what they are for: the scorecard its
+to a missing page or a missing anchor; more than one search box in view (pydata-sphinx-theme's header
+bar, which ``_config.yml`` switches off). Named pages must show what they are for: the scorecard its
 chart, the coverage page its chart and tables (``EXPECTED``). A chapter page must have Colab and
 Binder launch links whose notebook is a file of the repository (present and not git-ignored) and a
 download link to a built notebook that holds the launch set-up cell (:func:`launch_problems`). A screenshot of each page goes to
@@ -54,6 +55,9 @@ async () => {
     allLinks: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
     loadedImages: images.filter(i => i.complete && i.naturalWidth > 0).map(i => i.getAttribute('src')),
     tableRows: main.querySelectorAll('table tbody tr').length,
+    searchBoxes: Array.from(document.querySelectorAll('.search-button-field, .search-button, input[type=search]'))
+      .filter(e => { const r = e.getBoundingClientRect();
+                     return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden'; }).length,
   };
 }
 """
@@ -173,6 +177,8 @@ def check_page(page, url: str, rel: str, html_dir: Path, base: str, shots: Path,
             problems.append(f"its chart {image} is not shown")
         if info["tableRows"] < rows:
             problems.append(f"{info['tableRows']} table rows, expected at least {rows}")
+    if info["searchBoxes"] > 1:
+        problems.append(f"{info['searchBoxes']} search boxes shown at once (the theme's header bar is back?)")
     if info["mathSource"] and not info["mathRendered"]:
         problems.append("maths present but MathJax rendered none of it")
     match = RAW_LATEX.search(info["text"])
