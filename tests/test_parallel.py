@@ -53,20 +53,26 @@ def test_an_error_in_a_task_reaches_the_caller():
         map_processes(fails_on_three, [(i,) for i in range(6)], processes=2)
 
 
-def test_generator_tasks_are_read_only_a_few_ahead():
+def test_generator_tasks_are_read_only_a_few_ahead_of_the_workers():
     made = []
 
     def tasks():
-        for i in range(40):
+        for i in range(20):
             made.append(i)
             yield (i,)
 
-    results = imap_processes(abs, tasks(), processes=2, total=40)
+    def slow(i):  # long enough that the workers, not the dispatch, set the pace
+        time.sleep(0.4)
+        return i
+
+    results = imap_processes(slow, tasks(), processes=2, total=20)
     first = next(results)
     assert first == 0
-    assert len(made) < 40  # the rest are made as the workers need them
-    assert [first, *results] == list(range(40))
-    assert made == list(range(40))
+    # 2 * processes dispatched, 2 more sliced off for the next dispatch, then one per finished
+    # task: 6 when the first result comes back; 10 leaves the caller two rounds (0.8 s) of delay
+    assert len(made) <= 10
+    assert [first, *results] == list(range(20))
+    assert made == list(range(20))
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
@@ -80,3 +86,60 @@ def test_bad_process_counts_are_refused_before_any_task_starts(bad):
     with pytest.raises(ValueError, match="processes must be a positive integer"):
         imap_processes(abs, tasks(), processes=bad)
     assert made == []
+
+
+def test_each_workers_peak_memory_is_measured_in_the_worker():
+    from embrepro.parallel import worker_peaks_mb
+
+    def hold(megabytes):
+        block = np.ones(megabytes * 131_072)  # 8-byte floats: `megabytes` MB, all touched
+        return float(block.sum()), os.getpid()
+
+    results = map_processes(hold, [(300,), (1,), (1,)], processes=2)
+    peaks = worker_peaks_mb()
+    assert {pid for _, pid in results} <= set(peaks) and os.getpid() not in peaks
+    assert peaks[results[0][1]] >= 300  # the worker that held 300 MB says so
+    assert all(peak > 20 for peak in peaks.values())  # a Python process with numpy, not zero
+    map_processes(hold, [(1,)], processes=1)  # a task run here adds no worker
+    assert worker_peaks_mb() == peaks
+
+
+class _Recorder:
+    def __init__(self):
+        self.reported = {}
+
+    def report(self, name, value, *, timing=False):
+        self.reported[name] = (value, timing)
+        return value
+
+
+def test_the_cost_phrase_names_the_workers_or_says_there_were_none(monkeypatch):
+    from embrepro import parallel
+
+    own = parallel.own_peak_mb()
+    monkeypatch.setattr(parallel, "_worker_peaks", {101: 512.4, 102: 1480.6})
+    chapter = _Recorder()
+    text = parallel.report_memory(chapter)
+    assert text == (f"at most {chapter.reported['notebook_peak_memory_mb'][0]:,.0f} MB of memory in the "
+                    "notebook's own process and at most 1,481 MB in each of its 2 worker processes")
+    assert chapter.reported["notebook_peak_memory_mb"][0] >= own  # this process's own peak, never less
+    assert chapter.reported["worker_peak_memory_mb"] == (1480.6, True)  # a timing: not compared across runs
+    assert chapter.reported["workers_used"] == (2, True) and chapter.reported["memory_use"][0] == text
+
+    monkeypatch.setattr(parallel, "_worker_peaks", {})
+    chapter = _Recorder()
+    assert parallel.report_memory(chapter).endswith(
+        "in the notebook's own process, which trained every model itself (no worker processes)")
+    assert chapter.reported["worker_peak_memory_mb"] == (0.0, True)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux's VmHWM")
+def test_a_started_process_does_not_count_its_parents_memory_as_its_own():
+    import subprocess
+    import sys
+
+    block = np.ones(600 * 131_072)  # this process now holds 600 MB more
+    code = "from embrepro.parallel import own_peak_mb; print(own_peak_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert child < 300  # a fresh Python with numpy: well under the parent's 600 MB (ru_maxrss says 600+)
+    assert block.sum() > 0

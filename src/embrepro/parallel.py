@@ -12,28 +12,80 @@ its arguments and its own seeds (gensim's ``seed``, ``torch.manual_seed``) and r
 thread in both. The paragraph-vectors and SimCSE chapters check it: each trains one model again
 in the notebook's own process and compares it bit for bit with the worker's; every chapter's
 metrics must also equal its record's, which were made before the models moved to workers.
+
+A run record's ``peak_memory_mb`` is the largest of the notebook's process and its *finished*
+children; the workers live on after their tasks, so they are usually not among those.
+:func:`worker_peaks_mb` gives each worker's own peak, as the worker measured it after each task,
+and :func:`report_memory` puts the notebook's and the workers' peaks in a chapter's Cost section.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from embrepro import paths
 
-__all__ = ["imap_processes", "map_processes"]
+__all__ = ["imap_processes", "map_processes", "own_peak_mb", "report_memory", "worker_peaks_mb"]
+
+_worker_peaks: dict[int, float] = {}  # worker pid -> its peak resident memory (MB), from its last task
 
 
-def _one_thread(function: Callable, args: tuple) -> Any:
-    """Run ``function(*args)`` with one thread for BLAS, OpenMP and (if loaded) torch."""
+def worker_peaks_mb() -> dict[int, float]:
+    """The peak resident memory, in MB, of each worker process that has run a task for this
+    process so far, keyed by the worker's pid; empty when every task ran here (``processes=1``).
+    A worker's peak is its own: the models and data of all the tasks it ran, one after another."""
+    return dict(_worker_peaks)
+
+
+def own_peak_mb() -> float:
+    """This process's peak resident memory, in MB: Linux's ``VmHWM``, the high-water mark of the
+    process's own memory since it started its program. ``getrusage``'s ``ru_maxrss`` is not used
+    where ``VmHWM`` exists: a process started by fork and exec keeps the parent's resident size at
+    the fork as its floor, so a worker started by a 600 MB notebook would report at least 600 MB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def report_memory(chapter) -> str:
+    """Report where a chapter's memory went, for its Cost section: ``notebook_peak_memory_mb`` (the
+    notebook's own process), ``worker_peak_memory_mb`` (the largest worker's peak) and ``workers_used``,
+    all as timings (they vary from run to run), and glue ``memory_use``, a phrase that completes
+    "This run took N s, with ...". (The run record's ``peak_memory_mb`` is the largest ``ru_maxrss``
+    of the notebook's process and of its *finished* children, which may or may not include the
+    workers, and which starts at the size of the process that launched the kernel.)"""
+    own = chapter.report("notebook_peak_memory_mb", own_peak_mb(), timing=True)
+    peaks = worker_peaks_mb()
+    largest = chapter.report("worker_peak_memory_mb", max(peaks.values(), default=0.0), timing=True)
+    count = chapter.report("workers_used", len(peaks), timing=True)
+    text = f"at most {own:,.0f} MB of memory in the notebook's own process"
+    if count == 0:
+        text += ", which trained every model itself (no worker processes)"
+    else:
+        text += f" and at most {largest:,.0f} MB in each of its {count} worker process{'es' if count > 1 else ''}"
+    return chapter.report("memory_use", text)
+
+
+def _one_thread(function: Callable, args: tuple) -> tuple[Any, int, float]:
+    """Run ``function(*args)`` with one thread for BLAS, OpenMP and (if loaded) torch; return its
+    result with this worker's pid and its peak resident memory so far (MB, :func:`own_peak_mb`)."""
     from threadpoolctl import threadpool_limits
 
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
     with threadpool_limits(limits=1):
-        return function(*args)
+        result = function(*args)
+    return result, os.getpid(), own_peak_mb()
 
 
 def map_processes(function: Callable, tasks: Iterable[Sequence], *, processes: int | None = None,
@@ -53,8 +105,11 @@ def imap_processes(function: Callable, tasks: Iterable[Sequence], *, processes: 
     the book's machine). With more than one, each task runs in a worker process limited to one
     thread (BLAS, OpenMP, torch), and the workers go on with the next tasks while the caller
     handles a result; with one, the tasks run here, one after another, as plain calls.
-    ``tasks`` may be a generator: it is read only a few tasks ahead of the results, so a task's
-    large arguments can be made when it is reached, and only the results not yet taken are held.
+    ``tasks`` may be a generator: it is read as the workers become free, a few tasks ahead of
+    those finished (joblib's ``2 * processes``; more if tasks take well under a second, which
+    joblib then sends in batches), so a task's large arguments are made when it is nearly
+    reached. The workers do not wait for the caller: results finished but not yet taken are
+    held here, so keep results small (scores, vectors) and their inputs in the tasks.
     A progress bar named ``desc`` (of ``total`` tasks, or ``len(tasks)``) advances as results
     are yielded. An exception in a task is raised here once the tasks in flight stop. Raises
     ValueError for a ``processes`` that is not a positive integer, before any task starts.
@@ -83,6 +138,7 @@ def _iterate(function: Callable, tasks: Iterable[Sequence], processes: int, tota
         # max_nbytes=None: arrays are sent as copies, never as read-only memory maps
         with parallel_config(backend="loky", inner_max_num_threads=1):
             parallel = Parallel(n_jobs=processes, return_as="generator", max_nbytes=None)
-            for result in parallel(delayed(_one_thread)(function, tuple(task)) for task in tasks):
+            for result, pid, peak in parallel(delayed(_one_thread)(function, tuple(task)) for task in tasks):
+                _worker_peaks[pid] = max(peak, _worker_peaks.get(pid, 0.0))
                 yield result
                 bar.update(1)
