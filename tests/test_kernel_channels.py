@@ -71,3 +71,14 @@ def test_the_folder_is_removed_when_the_run_fails():
             assert folder.is_dir()
             raise RuntimeError("the notebook failed")
     assert not folder.exists()
+
+
+def test_a_long_temporary_folder_is_not_used_for_sockets(tmp_path, monkeypatch):
+    long_dir = tmp_path / ("d" * 90)  # socket paths must stay under about 104 bytes
+    long_dir.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(long_dir))
+    with kernel_channels() as channels:
+        ip = channels["config"]["KernelManager"]["ip"]
+        assert ip.startswith("/tmp/embrepro-kernel-") and len(ip) < 60
+        assert list(long_dir.iterdir()) == []  # the first, too long folder is gone
+    assert not Path(ip).parent.exists()
